@@ -1,0 +1,35 @@
+"""Checks of numeric fields that run on concrete values and stay silent under jit tracing."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from shoals.errors import InputError
+
+
+def concrete(value):
+    """``value`` as a NumPy array, or ``None`` when it is a JAX tracer (inside jit/grad/vmap)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    return np.asarray(value)
+
+
+def check_field(owner: str, name: str, value, *, positive=False, non_negative=False, finite=True):
+    """Raise :class:`InputError` naming ``owner.name`` and the first bad element, if any."""
+    array = concrete(value)
+    if array is None or array.dtype == bool:
+        return
+    checks = []
+    if finite:
+        checks.append((~np.isfinite(array), "must be a finite number"))
+    if positive:
+        checks.append((~(array > 0), "must be > 0"))
+    if non_negative:
+        checks.append((~(array >= 0), "must be >= 0"))
+    for bad, message in checks:
+        if np.any(bad):
+            index = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0])
+            element = np.atleast_1d(array)[index]
+            where = f" (element {index[0] if len(index) == 1 else index})" if array.ndim else ""
+            raise InputError(f"{message}, got {element!r}{where}", field=f"{owner}.{name}", value=element)
