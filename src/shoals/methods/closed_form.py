@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
+
 import numpy as np
 
 from shoals.errors import UnsupportedError
@@ -11,6 +13,8 @@ from shoals.instruments import European
 from shoals.kernels.black_scholes import black_scholes_greeks
 from shoals.market import FlatMarket
 from shoals.results import GREEK_NAMES, PriceResult
+
+_greeks = jax.jit(black_scholes_greeks)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class ClosedForm:
             raise UnsupportedError(
                 f"closed-form prices European options on a FlatMarket, not {type(instrument).__name__} "
                 f"on {type(market).__name__}; use method=MonteCarlo(...)")
-        greeks = black_scholes_greeks(
+        greeks = _greeks(
             spots=market.spot, strikes=instrument.strike, expiries=instrument.maturity,
             volatilities=market.vol, rates=market.rate, dividend_yields=market.dividend,
             is_call=instrument.is_call)

@@ -1,0 +1,1 @@
+"""L2 command line (thin: parse -> public API -> reports)."""

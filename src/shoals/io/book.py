@@ -1,0 +1,197 @@
+"""Reading trade books (CSV, Parquet, JSON) per ../shared/BOOK_SCHEMA.md, with row-level validation.
+
+A file-level problem (unreadable file, unknown column, duplicate or missing ids) raises
+:class:`~shoals.errors.InputError`.  A row-level problem (bad value, missing required key, a key that
+does not apply to the row's instrument) does not: the row is kept with its error, so one bad trade
+never sinks the book.  Rows are numbered from 1 (the first trade), as in the error messages.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from shoals.errors import InputError
+
+INSTRUMENTS = ("european", "american", "barrier", "lookback", "asian", "cliquet")
+COMMON_KEYS = ("id", "instrument", "option_type", "strike", "maturity", "quantity", "notional")
+MARKET_KEYS = ("spot", "rate", "dividend", "vol")
+INSTRUMENT_KEYS = {
+    "european": (),
+    "american": (),
+    "barrier": ("barrier", "barrier_type", "rebate", "monitoring", "monitoring_dates", "rebate_timing"),
+    "lookback": ("strike_type", "running_extreme"),
+    "asian": ("average", "fixings", "strike_type"),
+    "cliquet": ("resets", "moneyness", "local_floor", "local_cap", "global_floor", "global_cap", "payment"),
+}
+DATE_KEYS = ("maturity_date",)
+ALL_KEYS = frozenset(COMMON_KEYS + MARKET_KEYS + DATE_KEYS
+                     + tuple(k for keys in INSTRUMENT_KEYS.values() for k in keys))
+_CHOICES = {
+    "option_type": ("call", "put"),
+    "barrier_type": ("down-and-out", "down-and-in", "up-and-out", "up-and-in"),
+    "monitoring": ("continuous", "discrete"),
+    "rebate_timing": ("hit", "maturity"),
+    "strike_type": ("fixed", "floating"),
+    "average": ("arithmetic", "geometric"),
+    "payment": ("maturity", "period"),
+}
+_INTEGER_KEYS = ("monitoring_dates", "fixings", "resets")
+_POSITIVE_KEYS = ("strike", "maturity", "spot", "barrier", "running_extreme", "moneyness")
+_NON_NEGATIVE_KEYS = ("vol", "rebate")
+
+
+@dataclass(frozen=True)
+class BookRow:
+    """One validated row of a book: its 1-based ``row`` number, ``id``, parsed ``fields`` and ``error``
+    (``None`` when the row is valid).  ``fields`` holds every non-empty key with its typed value."""
+
+    row: int
+    id: str
+    fields: dict
+    error: str | None = None
+
+    @property
+    def instrument(self) -> str | None:
+        return self.fields.get("instrument")
+
+    @property
+    def quantity(self) -> float:
+        return self.fields.get("quantity", 1.0)
+
+    @property
+    def notional(self) -> float:
+        return self.fields.get("notional", 1.0)
+
+
+def _load_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix == ".json":
+            return pd.read_json(path, orient="records", dtype=False)
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}", source=str(path)) from None
+    except (ValueError, OSError, pd.errors.ParserError) as error:
+        raise InputError(f"cannot read the file ({error}); expected a CSV, Parquet or JSON list of objects",
+                         source=str(path)) from None
+    raise InputError(f"unknown file type '{suffix}': use .csv, .parquet or .json", source=str(path))
+
+
+def _is_empty(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _parse_value(key: str, value):
+    """Typed value of one cell, or raise ValueError with the reason."""
+    if key in ("id",):
+        return str(value).strip()
+    if key == "maturity_date":
+        return pd.Timestamp(value).date()
+    if key in _CHOICES or key == "instrument":
+        text = str(value).strip().lower()
+        choices = INSTRUMENTS if key == "instrument" else _CHOICES[key]
+        if text not in choices:
+            raise ValueError(f"'{value}' is not one of {', '.join(choices)}")
+        return text
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"'{value}' is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    if key in _INTEGER_KEYS:
+        if number != int(number) or number < 1:
+            raise ValueError(f"{value!r} is not a positive integer")
+        return int(number)
+    if key in _POSITIVE_KEYS and number <= 0:
+        raise ValueError(f"{value!r} must be > 0")
+    if key in _NON_NEGATIVE_KEYS and number < 0:
+        raise ValueError(f"{value!r} must be >= 0")
+    return number
+
+
+def _validate_row(number: int, record: dict, valuation_date: _dt.date | None) -> BookRow:
+    trade_id = str(record.get("id", "")).strip()
+    fields = {}
+    try:
+        for key, raw in record.items():
+            if _is_empty(raw):
+                continue
+            try:
+                fields[key] = _parse_value(key, raw)
+            except ValueError as error:
+                raise InputError(str(error), field=key, row=number, value=raw) from None
+        instrument = fields.get("instrument")
+        if instrument is None:
+            raise InputError("required key is missing", field="instrument", row=number)
+        if "option_type" not in fields and instrument != "cliquet":
+            raise InputError("required key is missing (call or put)", field="option_type", row=number)
+        if "maturity_date" in fields:
+            if "maturity" in fields:
+                raise InputError("give maturity or maturity_date, not both", field="maturity_date", row=number)
+            if valuation_date is None:
+                raise InputError("a maturity_date needs a valuation date (--valuation-date)",
+                                 field="maturity_date", row=number)
+            days = (fields.pop("maturity_date") - valuation_date).days
+            if days <= 0:
+                raise InputError(f"the trade has expired ({-days} days before the valuation date)",
+                                 field="maturity_date", row=number)
+            fields["maturity"] = days / 365.0
+        if "maturity" not in fields:
+            raise InputError("required key is missing", field="maturity", row=number)
+        floating = instrument == "lookback" and fields.get("strike_type") == "floating"
+        if "strike" not in fields and instrument != "cliquet" and not floating:
+            raise InputError("required key is missing", field="strike", row=number)
+        allowed = set(COMMON_KEYS + MARKET_KEYS) | set(INSTRUMENT_KEYS[instrument])
+        for key in fields:
+            if key not in allowed:
+                raise InputError(f"does not apply to a {instrument} trade; leave it empty", field=key,
+                                 row=number)
+    except InputError as error:
+        return BookRow(row=number, id=trade_id, fields=fields, error=str(error))
+    return BookRow(row=number, id=trade_id, fields=fields)
+
+
+def read_book(path, *, valuation_date: _dt.date | str | None = None) -> list[BookRow]:
+    """Read and validate a book file; returns one :class:`BookRow` per trade, in file order.
+
+    Raises :class:`InputError` for file-level problems: unreadable or unknown format, unknown key
+    (named with the first row that uses it), missing ``id`` column, empty or duplicate ids.
+    Row-level problems are returned in :attr:`BookRow.error`.
+    """
+    path = Path(path)
+    table = _load_table(path)
+    table.columns = [str(column).strip().lower() for column in table.columns]
+    if isinstance(valuation_date, str):
+        valuation_date = _dt.date.fromisoformat(valuation_date)
+    records = table.to_dict(orient="records")
+    for column in table.columns:
+        if column not in ALL_KEYS:
+            used = next((i for i, r in enumerate(records, 1) if not _is_empty(r.get(column))), None)
+            raise InputError(f"unknown key '{column}'; the keys of a book are listed in BOOK_SCHEMA.md",
+                             field=column, row=used, source=str(path))
+    if "id" not in table.columns:
+        raise InputError("the book has no 'id' column", field="id", source=str(path))
+    seen = {}
+    for number, record in enumerate(records, 1):
+        trade_id = record.get("id")
+        if _is_empty(trade_id):
+            raise InputError("every trade needs an id", field="id", row=number, source=str(path))
+        trade_id = str(trade_id).strip()
+        if trade_id in seen:
+            raise InputError(f"duplicate id '{trade_id}' (first at row {seen[trade_id]})", field="id",
+                             row=number, source=str(path))
+        seen[trade_id] = number
+    return [_validate_row(number, record, valuation_date) for number, record in enumerate(records, 1)]
