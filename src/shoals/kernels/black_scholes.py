@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtr
+
+from shoals.kernels.special import normal_cdf
 
 _INV_SQRT_2PI = 0.3989422804014327
 
@@ -89,7 +90,7 @@ def black_scholes_price(*, spots, strikes, expiries, volatilities, rates=0.0,
     sign = jnp.where(jnp.asarray(is_call), 1.0, -1.0)
     discounted_spot = spots * jnp.exp(-dividend_yields * expiries)
     discounted_strike = strikes * jnp.exp(-rates * expiries)
-    return sign * (discounted_spot * ndtr(sign * d1) - discounted_strike * ndtr(sign * d2))
+    return sign * (discounted_spot * normal_cdf(sign * d1) - discounted_strike * normal_cdf(sign * d2))
 
 
 def black_scholes_greeks(*, spots, strikes, expiries, volatilities, rates=0.0,
@@ -120,8 +121,8 @@ def black_scholes_greeks(*, spots, strikes, expiries, volatilities, rates=0.0,
     sign = jnp.where(jnp.asarray(is_call), 1.0, -1.0)
     dividend_discount = jnp.exp(-dividend_yields * expiries)
     rate_discount = jnp.exp(-rates * expiries)
-    cdf1 = ndtr(sign * d1)
-    cdf2 = ndtr(sign * d2)
+    cdf1 = normal_cdf(sign * d1)
+    cdf2 = normal_cdf(sign * d2)
     pdf1 = _normal_pdf(d1)
     at_the_money_limit = ~positive & (d1 == 0.0)
 

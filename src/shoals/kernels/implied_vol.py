@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtr, ndtri
+from jax.scipy.special import ndtri
 
-from shoals.kernels.special import erfcx, log_ndtr
+from shoals.kernels.special import erfcx, log_ndtr, normal_cdf
 
 _SQRT_HALF = 0.7071067811865476
 _LOG_SQRT_2PI = 0.9189385332046728
@@ -62,7 +62,7 @@ def _log_normalised_otm_call(x, s):
     t = 0.5 * s
     scaled = jnp.log(0.5 * (erfcx(-(h + t) * _SQRT_HALF) - erfcx(-(h - t) * _SQRT_HALF)))
     low = -0.5 * (h * h + t * t) + scaled
-    high = jnp.log(jnp.exp(0.5 * x) * ndtr(h + t) - jnp.exp(-0.5 * x) * ndtr(h - t))
+    high = jnp.log(jnp.exp(0.5 * x) * normal_cdf(h + t) - jnp.exp(-0.5 * x) * normal_cdf(h - t))
     return jnp.where(h + t <= 0.0, low, high)
 
 

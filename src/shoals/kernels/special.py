@@ -13,9 +13,9 @@ Validation: tests/unit/test_special.py (against scipy.special).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import erfcx as _jax_erfcx
-from jax.scipy.special import ndtr
 
 _INV_SQRT_PI = 0.5641895835477563
 _SQRT_HALF = 0.7071067811865476
@@ -38,10 +38,16 @@ def erfcx(x):
     return jnp.where(large, asymptotic, _jax_erfcx(jnp.where(large, 0.0, x)))
 
 
+def normal_cdf(x):
+    """N(x) = erfc(-x/sqrt2)/2: one erfc (``jax.scipy.special.ndtr`` evaluates erf and erfc and selects,
+    4x slower on CPU); relative accuracy ~2e-15 in the left tail, absolute 1e-16 in the right."""
+    return 0.5 * jax.lax.erfc(jnp.asarray(x, dtype=jnp.float64) * -_SQRT_HALF)
+
+
 def log_ndtr(x):
     """ln N(x) of the standard normal distribution with relative accuracy for every float64 argument."""
     x = jnp.asarray(x, dtype=jnp.float64)
     negative = x < 0.0
     left = jnp.log(0.5 * erfcx(-jnp.where(negative, x, 0.0) * _SQRT_HALF)) - 0.5 * jnp.where(negative, x, 0.0) ** 2
-    right = jnp.log1p(-ndtr(-jnp.where(negative, 0.0, x)))
+    right = jnp.log1p(-normal_cdf(-jnp.where(negative, 0.0, x)))
     return jnp.where(negative, left, right)
