@@ -9,6 +9,7 @@ never sinks the book.  Rows are numbered from 1 (the first trade), as in the err
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,10 @@ def _load_table(path: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix == ".json":
-            return pd.read_json(path, orient="records", dtype=False)
+            records = json.loads(path.read_text())
+            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise ValueError("the JSON file must hold a list of objects, one per trade")
+            return pd.DataFrame.from_records(records)
     except FileNotFoundError:
         raise InputError(f"no such file: {path}", source=str(path)) from None
     except (ValueError, OSError, pd.errors.ParserError) as error:
