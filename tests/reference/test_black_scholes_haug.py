@@ -2,20 +2,21 @@
 
 Sources:
 
-* E. G. Haug, *Option Pricing Formulas* (McGraw-Hill, 1998), pages as cited; the same worked examples
-  are carried into the 2nd edition, *The Complete Guide to Option Pricing Formulas* (2007),
-  chapters 1 (1.1, generalised BSM) and 2 (Greeks).  This is the data set QuantLib's own test suite
-  uses (test-suite/europeanoption.cpp, ``testValues`` and ``testGreekValues``), which is where the
-  page numbers below come from.  Haug writes the generalised BSM with cost of carry b; with a continuous
+* E. G. Haug, *Option Pricing Formulas* (McGraw-Hill, 1998), pages as cited.  These worked examples
+  (generalised BSM and its Greeks) reappear in chapters 1-2 of the 2nd edition, *The Complete Guide to
+  Option Pricing Formulas* (2007); the 2nd-edition page numbers were not checked, so the 1998 pages
+  are cited.  This is the data set QuantLib's own test suite uses (test-suite/europeanoption.cpp,
+  ``testValues`` and ``testGreekValues``), which is where the inputs and page numbers come from.  Haug writes the generalised BSM with cost of carry b; with a continuous
   dividend yield b = r - q, so q = r - b (b = r: stock, b = 0: future, b = r - r_f: currency).
 * J. C. Hull, *Options, Futures, and Other Derivatives*: the BSM example (S0 = 42, K = 40, r = 10%,
-  sigma = 20%, T = 0.5; ch. "The Black-Scholes-Merton model", ch. 15 of the 8th ed.) and the running
-  example of ch. "The Greek letters" (ch. 19 of the 8th ed.): a call with S0 = 49, K = 50, r = 5%,
+  sigma = 20%, T = 0.5; chapter "The Black-Scholes-Merton model", ch. 15 in the 8th ed.) and the
+  running examples of chapter "The Greek letters" (ch. 19 in the 8th ed.): a call with S0 = 49, K = 50, r = 5%,
   sigma = 20%, T = 20 weeks, and the 4-month index put S0 = 305, K = 300, q = 3%, r = 8%, sigma = 25%.
   Hull's vega (66.44) and rho (-42.57) for that index put are left out on purpose: the exact values
   are 66.4479 and -42.5792, so the published figures carry Hull's intermediate rounding (of d1, N(d1))
   and are not the correctly rounded values; the entries kept here all agree to their last digit.
-* The values quoted in shoals' documentation (S = K = 100, r = 5%, sigma = 20%, T = 1).
+* The values quoted for shoals (S = K = 100, r = 5%, sigma = 20%, T = 1: 10.45058357 in the package
+  docstring; 10.4506 / 5.5735 and the S = 80 / 120 calls 1.8594 / 26.169 as quoted in its docs).
 
 Each published value is written as a string with the digits printed in the source; the tolerance is
 half a unit in its last digit (the rounding of the published value), plus 1e-12 for the float -- with

@@ -172,8 +172,10 @@ def implied_volatility(*, prices, forwards, strikes, expiries, discount_factors=
     A price exactly at intrinsic value returns 0.
 
     Accuracy: the relative error of sigma is a few ulps of what the input price determines; for an
-    in-the-money price the time value is recovered by subtracting the intrinsic value, so the vol error
-    there grows like eps * price / vega (as in every parity-based solver, including Jaeckel's).
+    in-the-money price the time value is recovered by subtracting the intrinsic value DF max(w(F-K), 0)
+    in price space, so the vol error there grows like eps * price / vega (as in every parity-based
+    solver, including Jaeckel's).  A price below intrinsic by no more than 4 eps (rounding of the price
+    formula) counts as at intrinsic and returns 0.
     """
     prices, forwards, strikes, expiries, discount_factors = jnp.broadcast_arrays(
         *(jnp.asarray(a, dtype=jnp.float64) for a in (prices, forwards, strikes, expiries, discount_factors)))
@@ -189,20 +191,18 @@ def implied_volatility(*, prices, forwards, strikes, expiries, discount_factors=
 
     theta = jnp.where(calls, 1.0, -1.0)
     x = jnp.log(forwards / strikes)
-    beta = prices / (discount_factors * jnp.sqrt(forwards * strikes))
-    intrinsic = jnp.maximum(theta * (jnp.exp(0.5 * x) - jnp.exp(-0.5 * x)), 0.0)
-    upper_bound = jnp.exp(0.5 * theta * x)
-    beta_otm = beta - intrinsic
     x_otm = -jnp.abs(x)
-    # Out of the money the time value is the whole price: take its log directly so that prices near
-    # the smallest float do not underflow when normalised.
-    log_beta_otm = jnp.where(
-        intrinsic > 0.0, jnp.log(jnp.abs(beta_otm)),
-        jnp.log(jnp.abs(prices)) - jnp.log(discount_factors) - 0.5 * (jnp.log(forwards) + jnp.log(strikes)))
-
-    at_intrinsic = (beta_otm == 0.0) & ((intrinsic > 0.0) | (prices == 0.0))
-    below = (beta_otm < 0.0) | (prices < 0.0)
-    above = beta >= upper_bound
+    # Time value in price space: F - K is exact to one rounding, so the error of the recovered vol is
+    # eps * price / vega, not eps * sqrt(F K) / vega as after normalising.  A price below intrinsic by
+    # no more than rounding (4 eps) is taken as at intrinsic.
+    intrinsic = discount_factors * jnp.maximum(theta * (forwards - strikes), 0.0)
+    time_value = prices - intrinsic
+    rounding = 4.0 * _EPS * jnp.maximum(jnp.abs(prices), intrinsic)
+    at_intrinsic = (time_value <= rounding) & (time_value >= -rounding) & (prices >= 0.0)
+    below = (time_value < -rounding) | (prices < 0.0)
+    above = prices >= discount_factors * jnp.where(calls, forwards, strikes)
+    log_beta_otm = (jnp.log(jnp.abs(time_value)) - jnp.log(discount_factors)
+                    - 0.5 * (jnp.log(forwards) + jnp.log(strikes)))
     solvable = safe & ~below & ~above & ~at_intrinsic
     log_beta_safe = jnp.where(solvable, log_beta_otm, 0.5 * x_otm - jnp.log(2.0))
     stdev, _ = _solve_normalised(log_beta_safe, x_otm)
