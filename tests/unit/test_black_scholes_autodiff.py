@@ -126,11 +126,6 @@ def test_jit_does_not_recompile_for_same_shapes(kernel):
         assert len(traces) == 2 and jitted._cache_size() == 2
 
 
-@pytest.mark.xfail(strict=False, raises=ValueError, reason=(
-    "BUG: black_scholes_greeks_autodiff broadcasts is_call to the shape of the numeric inputs only "
-    "(jnp.broadcast_to(is_call, inputs[0].shape)), so an is_call with more dimensions or elements than the "
-    "numbers (e.g. scalar market, is_call=[True, False]) raises ValueError, while black_scholes_greeks and "
-    "black_scholes_price broadcast it like every other argument"))
 def test_autodiff_broadcasts_is_call_like_the_analytic_kernel():
     inputs = dict(spots=100.0, strikes=np.array([90.0, 110.0, 120.0]), expiries=1.0, volatilities=0.2, rates=0.01,
                   dividend_yields=0.0, is_call=np.array([[True], [False]]))

@@ -187,9 +187,6 @@ def test_tiny_sigma_at_the_money_vega_is_continuous():
     np.testing.assert_allclose(float(at_zero.vega), expected, rtol=1e-12)
 
 
-@pytest.mark.xfail(reason="BUG: black_scholes_greeks charm is NaN when 2 T s underflows (T^1.5 sigma < ~1e-308, e.g. "
-                          "T = 1e-250, sigma = 0.2): drift_term divides 0 * (...) by 2 * T * s == 0; the module "
-                          "docstring promises no NaN", strict=False)
 @pytest.mark.parametrize("expiry, vol", [(1e-250, 0.2), (1e-300, 0.2), (1e-150, 1e-150)])
 def test_analytic_charm_not_nan_at_extremely_small_expiry(expiry, vol):
     greeks = sh.black_scholes_greeks(spots=SPOT, strikes=np.array(STRIKES), expiries=expiry, volatilities=vol,

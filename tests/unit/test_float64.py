@@ -120,11 +120,6 @@ def test_monte_carlo_kernels_return_float64():
     assert mean.dtype == std_error.dtype == jnp.float64
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG (minor, kernel level only): european_gbm_pathwise_sums does not cast its inputs to float64 (unlike the "
-    "Black-Scholes kernels), so float32 spots/vols/rates/expiries give float32 pathwise Greek sums (the gradient "
-    "takes the dtype of the primal input); MonteCarlo.price casts to float64 first, so the public API is "
-    "unaffected"))
 def test_pathwise_sums_are_float64_for_float32_inputs():
     _, sums = _gbm_outputs(np.float32)
     assert sums.dtype == jnp.float64

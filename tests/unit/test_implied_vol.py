@@ -408,10 +408,6 @@ def test_a_hard_element_does_not_change_easy_ones():
     np.testing.assert_array_equal(together[[0, 1, 4, 5]], alone[[0, 1, 4, 5]])
 
 
-@pytest.mark.xfail(strict=False, raises=ValueError, reason=(
-    "BUG (minor): implied_volatility broadcasts is_call to the broadcast shape of the numeric inputs only "
-    "(jnp.broadcast_to), so is_call=[True, False] with scalar price/forward/strike raises ValueError instead of "
-    "broadcasting like the other arguments (same in black_scholes_greeks_autodiff)"))
 def test_is_call_broadcasts_like_the_other_arguments():
     # Put-call parity: C - P = DF (F - K) = 0 at the money, so the same price inverts to the same vol.
     vols, reasons = _implied_vol(prices=np.float64(8.0), forwards=np.float64(100.0), strikes=np.float64(100.0),

@@ -97,12 +97,6 @@ def test_chunk_blocks_change_greeks_by_rounding_at_most(by_chunk, chunk):
         np.testing.assert_allclose(a.greeks[name], b.greeks[name], rtol=1e-13, err_msg=name)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG: results are not bitwise independent of chunk_blocks (nor of the batch), contrary to the docs of "
-    "MonteCarlo.chunk_blocks and shoals.kernels.monte_carlo: the per-block jnp.sum over 65,536 samples is "
-    "compiled by XLA with a reduction order that depends on the static n_blocks and on the number of trades, "
-    "e.g. S=K=100, r=5%, sigma=20%, T=1 call, 300,000 paths, seed 3: vega and rho differ in the last ulp "
-    "between chunk_blocks 1/2/3 and >= 4; for a 2-trade antithetic batch the value differs at chunk_blocks=1"))
 def test_chunk_blocks_and_batching_bitwise_for_everything(by_chunk):
     failures = []
     for chunk in CHUNKS[:-1]:
@@ -144,11 +138,11 @@ def test_batch_equals_each_trade_alone_with_its_stream():
         alone = method.price(sh.European(strike=strikes[i], maturity=expiries[i], is_call=calls[i]),
                              sh.FlatMarket(spot=100.0, rate=0.03, vol=vols[i], dividend=0.01), streams=[i])
         assert alone.value.shape == ()
-        # Same random numbers: equal up to the summation order inside a block (see the xfail above).
-        np.testing.assert_allclose(batch.value[i], alone.value, rtol=1e-13)
-        np.testing.assert_allclose(batch.std_error[i], alone.std_error, rtol=1e-12)
+        # Same random numbers and the same reduction tree: bitwise equal.
+        np.testing.assert_array_equal(batch.value[i], alone.value)
+        np.testing.assert_array_equal(batch.std_error[i], alone.std_error)
         for name in GREEKS:
-            np.testing.assert_allclose(batch.greeks[name][i], alone.greeks[name], rtol=1e-12, err_msg=name)
+            np.testing.assert_array_equal(batch.greeks[name][i], alone.greeks[name], err_msg=name)
         # Another stream is another sample.
         other = sh.MonteCarlo(paths=70_000, seed=11, greeks=False).price(
             sh.European(strike=strikes[i], maturity=expiries[i], is_call=calls[i]),

@@ -11,7 +11,8 @@ Conventions (base units, per unit of underlying):
 Limits: the option is priced on the forward, F = S e^{(r-q)T}, with total standard deviation
 s = sigma sqrt(T).  When s = 0 (T -> 0 or sigma -> 0) the kernels return the limits: price
 DF max(w(F - K), 0), delta the discounted digital w e^{-qT} 1{w(F-K) > 0} (1/2 at the money),
-vega, vanna, volga and the diffusive part of charm 0; gamma 0 away from the money and +inf at it
+vanna, volga and the diffusive part of charm 0, vega 0 away from the money and its sigma -> 0+ limit
+S e^{-qT} sqrt(T) n(0) at the forward; gamma 0 away from the money and +inf at it
 (the Dirac mass of the payoff's kink), theta -inf at the money when T = 0 and sigma > 0.  No value is
 ever NaN.
 """
@@ -46,15 +47,16 @@ class BlackScholesGreeks(NamedTuple):
     charm: jnp.ndarray
 
 
-def _moneyness_terms(spots, strikes, expiries, volatilities, rates, dividend_yields):
-    """Broadcast inputs and return (d1, d2, s, forward discounting pieces) with safe limits.
+def _moneyness_terms(spots, strikes, expiries, volatilities, rates, dividend_yields, is_call):
+    """Broadcast inputs (``is_call`` included) and return them with sign w, d1, d2 and safe limits.
 
     d_{1,2} = [ln(F/K) +- s^2/2] / s with s = sigma sqrt(T); for s = 0 they are +-inf by the sign of
     ln(F/K) and 0 at the money, so N(d) gives the correct digital limits without NaN.
     """
-    spots, strikes, expiries, volatilities, rates, dividend_yields = jnp.broadcast_arrays(
+    spots, strikes, expiries, volatilities, rates, dividend_yields, is_call = jnp.broadcast_arrays(
         *(jnp.asarray(a, dtype=jnp.float64) for a in
-          (spots, strikes, expiries, volatilities, rates, dividend_yields)))
+          (spots, strikes, expiries, volatilities, rates, dividend_yields)), jnp.asarray(is_call))
+    sign = jnp.where(is_call, 1.0, -1.0)
     alive = expiries > 0.0
     sqrt_t = jnp.where(alive, jnp.sqrt(jnp.where(alive, expiries, 1.0)), 0.0)
     stdev = volatilities * sqrt_t
@@ -66,7 +68,7 @@ def _moneyness_terms(spots, strikes, expiries, volatilities, rates, dividend_yie
     limit = jnp.where(log_moneyness > 0.0, jnp.inf, jnp.where(log_moneyness < 0.0, -jnp.inf, 0.0))
     d1 = jnp.where(positive, d1_regular, limit)
     d2 = jnp.where(positive, d2_regular, limit)
-    return (spots, strikes, expiries, volatilities, rates, dividend_yields,
+    return (spots, strikes, expiries, volatilities, rates, dividend_yields, sign,
             sqrt_t, positive, safe_stdev, d1, d2)
 
 
@@ -78,16 +80,16 @@ def black_scholes_price(*, spots, strikes, expiries, volatilities, rates=0.0,
         C = S e^{-qT} N(d_1) - K e^{-rT} N(d_2),\\quad P = K e^{-rT} N(-d_2) - S e^{-qT} N(-d_1),
         \\quad d_{1,2} = \\frac{\\ln(S/K) + (r - q \\pm \\sigma^2/2) T}{\\sigma\\sqrt{T}}
 
-    Each side is evaluated in the form without cancellation for out-of-the-money options.
+    Far out of the money the two terms nearly cancel: the relative accuracy of the price degrades like
+    eps |ln(F/K)| / (sigma^2 T) while the absolute error stays ~ eps S.
 
     References: Hull, *Options, Futures and Other Derivatives*, ch. 15 and 17; Haug, *The Complete
     Guide to Option Pricing Formulas* (2007), 1.1.
     Validation: tests/reference/test_black_scholes_quantlib.py, tests/reference/test_black_scholes_haug.py,
     tests/properties/test_black_scholes_properties.py.
     """
-    (spots, strikes, expiries, _, rates, dividend_yields,
-     _, _, _, d1, d2) = _moneyness_terms(spots, strikes, expiries, volatilities, rates, dividend_yields)
-    sign = jnp.where(jnp.asarray(is_call), 1.0, -1.0)
+    (spots, strikes, expiries, _, rates, dividend_yields, sign,
+     _, _, _, d1, d2) = _moneyness_terms(spots, strikes, expiries, volatilities, rates, dividend_yields, is_call)
     discounted_spot = spots * jnp.exp(-dividend_yields * expiries)
     discounted_strike = strikes * jnp.exp(-rates * expiries)
     return sign * (discounted_spot * normal_cdf(sign * d1) - discounted_strike * normal_cdf(sign * d2))
@@ -115,10 +117,9 @@ def black_scholes_greeks(*, spots, strikes, expiries, volatilities, rates=0.0,
     Validation: tests/reference/test_black_scholes_quantlib.py (QuantLib AnalyticEuropeanEngine),
     tests/unit/test_black_scholes_autodiff.py (AD vs analytic to 1e-10), tests/unit/test_black_scholes_limits.py.
     """
-    (spots, strikes, expiries, volatilities, rates, dividend_yields,
+    (spots, strikes, expiries, volatilities, rates, dividend_yields, sign,
      sqrt_t, positive, safe_stdev, d1, d2) = _moneyness_terms(
-        spots, strikes, expiries, volatilities, rates, dividend_yields)
-    sign = jnp.where(jnp.asarray(is_call), 1.0, -1.0)
+        spots, strikes, expiries, volatilities, rates, dividend_yields, is_call)
     dividend_discount = jnp.exp(-dividend_yields * expiries)
     rate_discount = jnp.exp(-rates * expiries)
     cdf1 = normal_cdf(sign * d1)
@@ -141,10 +142,10 @@ def black_scholes_greeks(*, spots, strikes, expiries, volatilities, rates=0.0,
     vanna = jnp.where(positive, -dividend_discount * pdf1 * d2 / safe_vol, 0.0)
     volga = jnp.where(positive, vega * d1 * d2 / safe_vol, 0.0)
     safe_t = jnp.where(expiries > 0.0, expiries, 1.0)
+    # n(d1) [2(r-q)T - d2 s] / (2 T s) written as n(d1) [(r-q)/s - d2/(2T)] so that 2 T s cannot underflow.
     drift_term = jnp.where(
-        positive,
-        dividend_discount * pdf1 * (2.0 * (rates - dividend_yields) * expiries - d2 * safe_stdev)
-        / (2.0 * safe_t * safe_stdev),
+        positive & (pdf1 > 0.0),
+        dividend_discount * pdf1 * ((rates - dividend_yields) / safe_stdev - d2 / (2.0 * safe_t)),
         0.0)
     charm = sign * dividend_yields * dividend_discount * cdf1 - drift_term
     return BlackScholesGreeks(price=price, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho,
@@ -162,9 +163,9 @@ def black_scholes_greeks_autodiff(*, spots, strikes, expiries, volatilities, rat
 
     Validation: tests/unit/test_black_scholes_autodiff.py (agreement with the analytic Greeks to 1e-10).
     """
-    inputs = jnp.broadcast_arrays(*(jnp.asarray(a, dtype=jnp.float64) for a in
-                                    (spots, strikes, expiries, volatilities, rates, dividend_yields)))
-    calls = jnp.broadcast_to(jnp.asarray(is_call), inputs[0].shape)
+    *inputs, calls = jnp.broadcast_arrays(
+        *(jnp.asarray(a, dtype=jnp.float64) for a in (spots, strikes, expiries, volatilities, rates,
+                                                      dividend_yields)), jnp.asarray(is_call))
     spot_, vol_, expiry_, rate_ = 0, 3, 2, 4
 
     def total_price(s, k, t, v, r, q):

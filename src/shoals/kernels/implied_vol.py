@@ -163,6 +163,7 @@ def _solve_normalised(log_beta, x):
     return s, iterations
 
 
+@jax.jit
 def implied_volatility(*, prices, forwards, strikes, expiries, discount_factors=1.0, is_call=True):
     """Black implied volatility from option prices; returns ``(vols, reasons)``.
 
@@ -177,9 +178,9 @@ def implied_volatility(*, prices, forwards, strikes, expiries, discount_factors=
     solver, including Jaeckel's).  A price below intrinsic by no more than 4 eps (rounding of the price
     formula) counts as at intrinsic and returns 0.
     """
-    prices, forwards, strikes, expiries, discount_factors = jnp.broadcast_arrays(
-        *(jnp.asarray(a, dtype=jnp.float64) for a in (prices, forwards, strikes, expiries, discount_factors)))
-    calls = jnp.broadcast_to(jnp.asarray(is_call), prices.shape)
+    prices, forwards, strikes, expiries, discount_factors, calls = jnp.broadcast_arrays(
+        *(jnp.asarray(a, dtype=jnp.float64) for a in (prices, forwards, strikes, expiries, discount_factors)),
+        jnp.asarray(is_call))
     finite = (jnp.isfinite(prices) & jnp.isfinite(forwards) & jnp.isfinite(strikes)
               & jnp.isfinite(expiries) & jnp.isfinite(discount_factors))
     valid_inputs = (forwards > 0.0) & (strikes > 0.0) & (expiries > 0.0) & (discount_factors > 0.0)

@@ -7,8 +7,8 @@ uniform u = (floor(bits / 2^11) + 1/2) 2^-53 in (0, 1) and the normal z = N^{-1}
 depends only on (seed, trade, i): never on how samples are split into blocks, chunks, processes or
 machines.
 
-Blocks.  Samples are reduced in fixed blocks of :data:`BLOCK_SAMPLES` (the unit of the reduction
-tree).  Each block returns its count, mean and sum of squared deviations (and, optionally, pathwise
+Blocks.  Samples are reduced in fixed blocks of :data:`BLOCK_SAMPLES` by a pairwise tree of
+elementwise adds (:func:`tree_sum`: the same rounding whatever the batch or chunk shape).  Each block returns its count, mean and sum of squared deviations (and, optionally, pathwise
 Greek sums); blocks are combined in block order by :func:`combine_block_stats`.  Any grouping of
 blocks into chunks or tasks therefore gives bitwise the same result.
 """
@@ -51,45 +51,56 @@ def counter_normals(key, counters):
     return ndtri(counter_uniforms(key, counters))
 
 
-def _block_payoffs(key, block, samples, spot, strike, expiry, vol, rate, dividend, sign, antithetic):
-    """Discounted payoff samples of one block (masked beyond ``samples``) and the validity mask."""
-    index = block.astype(jnp.uint64) * BLOCK_SAMPLES + jnp.arange(BLOCK_SAMPLES, dtype=jnp.uint64)
-    valid = index < samples.astype(jnp.uint64)
-    z = counter_normals(key, index)
+def tree_sum(values):
+    """Sum over the last axis (a power of two) by pairwise halving: elementwise adds only, so the rounding
+    is the same whatever the leading (batch, block) shape; XLA's reduce may reorder with the shape."""
+    while values.shape[-1] > 1:
+        half = values.shape[-1] // 2
+        values = values[..., :half] + values[..., half:]
+    return values[..., 0]
+
+
+def _discounted_payoff(shock, spot, strike, expiry, vol, rate, dividend, sign, antithetic):
+    """e^{-rT} max(w(S_T - K), 0) with S_T = S exp((r - q - sigma^2/2) T + sigma sqrt(T) z); with antithetic
+    variates the average over z and -z."""
     drift = (rate - dividend - 0.5 * vol * vol) * expiry
     diffusion = vol * jnp.sqrt(expiry)
     discount = jnp.exp(-rate * expiry)
 
-    def payoff(shock):
-        terminal = spot * jnp.exp(drift + diffusion * shock)
-        return discount * jnp.maximum(sign * (terminal - strike), 0.0)
+    def payoff(z):
+        return discount * jnp.maximum(sign * (spot * jnp.exp(drift + diffusion * z) - strike), 0.0)
 
-    samples_ = 0.5 * (payoff(z) + payoff(-z)) if antithetic else payoff(z)
-    return jnp.where(valid, samples_, 0.0), valid
+    return 0.5 * (payoff(shock) + payoff(-shock)) if antithetic else payoff(shock)
+
+
+def _block_shocks(key, block, samples):
+    index = block.astype(jnp.uint64) * BLOCK_SAMPLES + jnp.arange(BLOCK_SAMPLES, dtype=jnp.uint64)
+    return counter_normals(key, index), index < samples.astype(jnp.uint64)
 
 
 def _block_stats(key, block, samples, spot, strike, expiry, vol, rate, dividend, sign, antithetic):
-    values, valid = _block_payoffs(key, block, samples, spot, strike, expiry, vol, rate, dividend, sign,
-                                   antithetic)
+    shocks, valid = _block_shocks(key, block, samples)
+    values = jnp.where(valid, _discounted_payoff(shocks, spot, strike, expiry, vol, rate, dividend, sign,
+                                                 antithetic), 0.0)
     count = jnp.sum(valid)
-    mean = jnp.sum(values) / jnp.maximum(count, 1)
-    m2 = jnp.sum(jnp.where(valid, (values - mean) ** 2, 0.0))
+    mean = tree_sum(values) / jnp.maximum(count, 1)
+    m2 = tree_sum(jnp.where(valid, (values - mean) ** 2, 0.0))
     return count, mean, m2
 
 
 def _block_pathwise_sums(key, block, samples, spot, strike, expiry, vol, rate, dividend, sign, antithetic,
                          gamma_bump):
     """Sums over one block of pathwise dV/d(spot, vol, rate, expiry) and of pathwise delta at spot(1 +- h)."""
+    shocks, valid = _block_shocks(key, block, samples)
 
-    def block_sum(s, v, r, t):
-        values, _ = _block_payoffs(key, block, samples, s, strike, t, v, r, dividend, sign, antithetic)
-        return jnp.sum(values)
+    def sample(z, s, v, r, t):
+        return _discounted_payoff(z, s, strike, t, v, r, dividend, sign, antithetic)
 
-    gradient = jax.grad(block_sum, argnums=(0, 1, 2, 3))
-    d_spot, d_vol, d_rate, d_expiry = gradient(spot, vol, rate, expiry)
-    up = gradient(spot * (1.0 + gamma_bump), vol, rate, expiry)[0]
-    down = gradient(spot * (1.0 - gamma_bump), vol, rate, expiry)[0]
-    return jnp.stack([d_spot, d_vol, d_rate, d_expiry, up, down])
+    per_sample = jax.vmap(jax.grad(sample, argnums=(1, 2, 3, 4)), in_axes=(0, None, None, None, None))
+    d_spot, d_vol, d_rate, d_expiry = per_sample(shocks, spot, vol, rate, expiry)
+    up = per_sample(shocks, spot * (1.0 + gamma_bump), vol, rate, expiry)[0]
+    down = per_sample(shocks, spot * (1.0 - gamma_bump), vol, rate, expiry)[0]
+    return jnp.stack([tree_sum(jnp.where(valid, g, 0.0)) for g in (d_spot, d_vol, d_rate, d_expiry, up, down)])
 
 
 @partial(jax.jit, static_argnames=("n_blocks", "antithetic"))
@@ -101,6 +112,9 @@ def european_gbm_block_stats(*, keys, first_block, n_blocks, samples, spots, str
     antithetic variates the pair average [f(z) + f(-z)]/2 (one sample per counter).
     ``keys`` has shape (trades, 2); the other arrays shape (trades,).  Returns arrays (trades, n_blocks).
     """
+    spots, strikes, expiries, volatilities, rates, dividend_yields, signs = (
+        jnp.asarray(a, dtype=jnp.float64)
+        for a in (spots, strikes, expiries, volatilities, rates, dividend_yields, signs))
     blocks = first_block + jnp.arange(n_blocks)
     per_block = jax.vmap(_block_stats, in_axes=(None, 0) + (None,) * 9)
     per_trade = jax.vmap(per_block, in_axes=(0, None, None, 0, 0, 0, 0, 0, 0, 0, None))
@@ -119,11 +133,22 @@ def european_gbm_pathwise_sums(*, keys, first_block, n_blocks, samples, spots, s
     Lipschitz in each parameter; its second derivative is not (a Dirac at the strike), hence the
     difference for gamma.
     """
+    spots, strikes, expiries, volatilities, rates, dividend_yields, signs = (
+        jnp.asarray(a, dtype=jnp.float64)
+        for a in (spots, strikes, expiries, volatilities, rates, dividend_yields, signs))
     blocks = first_block + jnp.arange(n_blocks)
     per_block = jax.vmap(_block_pathwise_sums, in_axes=(None, 0) + (None,) * 10)
     per_trade = jax.vmap(per_block, in_axes=(0, None, None, 0, 0, 0, 0, 0, 0, 0, None, None))
     return per_trade(keys, blocks, samples, spots, strikes, expiries, volatilities, rates,
                      dividend_yields, signs, antithetic, gamma_bump)
+
+
+def ordered_sum(values):
+    """Sum over the last axis strictly left to right (a scan of elementwise adds): the result of each
+    row does not depend on how many rows there are, unlike a reduce."""
+    values = jnp.moveaxis(jnp.asarray(values), -1, 0)
+    total, _ = jax.lax.scan(lambda carry, row: (carry + row, None), jnp.zeros_like(values[0]), values)
+    return total
 
 
 def combine_block_stats(counts, means, m2s):
@@ -133,7 +158,7 @@ def combine_block_stats(counts, means, m2s):
     M2 = sum M2_b + sum n_b (mean_b - mean)^2, std_error = sqrt(M2 / (N - 1) / N).
     """
     counts = jnp.asarray(counts, dtype=jnp.float64)
-    total = jnp.sum(counts, axis=-1)
-    mean = jnp.sum(counts * means, axis=-1) / total
-    m2 = jnp.sum(m2s, axis=-1) + jnp.sum(counts * (means - mean[..., None]) ** 2, axis=-1)
+    total = ordered_sum(counts)
+    mean = ordered_sum(counts * means) / total
+    m2 = ordered_sum(m2s) + ordered_sum(counts * (means - mean[..., None]) ** 2)
     return mean, jnp.sqrt(m2 / jnp.maximum(total - 1.0, 1.0) / total)

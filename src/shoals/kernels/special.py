@@ -5,8 +5,8 @@
 
 * erfcx(x) for x >= 25 by its asymptotic series
   erfcx(x) = 1/(x sqrt(pi)) sum_k (-1)^k (2k-1)!! / (2x^2)^k (terms below 1e-17 relative at x = 25);
-* log N(x) = ln(erfcx(-x/sqrt2)/2) - x^2/2 for x < 0 (no underflow, relative accuracy of erfcx) and
-  log1p(-N(-x)) for x >= 0.
+* log N(x) = ln(erfcx(-x/sqrt2)/2) - x^2/2 for x < 0 (no underflow, relative accuracy of erfcx),
+  ln N(x) for 0 <= x < 1 and log1p(-N(-x)) for x >= 1.
 
 Validation: tests/unit/test_special.py (against scipy.special).
 """
@@ -49,5 +49,6 @@ def log_ndtr(x):
     x = jnp.asarray(x, dtype=jnp.float64)
     negative = x < 0.0
     left = jnp.log(0.5 * erfcx(-jnp.where(negative, x, 0.0) * _SQRT_HALF)) - 0.5 * jnp.where(negative, x, 0.0) ** 2
+    middle = jnp.log(normal_cdf(jnp.where(negative, 0.0, x)))
     right = jnp.log1p(-normal_cdf(-jnp.where(negative, 0.0, x)))
-    return jnp.where(negative, left, right)
+    return jnp.where(negative, left, jnp.where(x < 1.0, middle, right))

@@ -11,7 +11,7 @@ import numpy as np
 from shoals.errors import InputError, UnsupportedError
 from shoals.instruments import European
 from shoals.kernels.monte_carlo import (
-    BLOCK_SAMPLES, combine_block_stats, european_gbm_block_stats, european_gbm_pathwise_sums, stream_keys)
+    BLOCK_SAMPLES, combine_block_stats, european_gbm_block_stats, european_gbm_pathwise_sums, ordered_sum, stream_keys)
 from shoals.market import FlatMarket
 from shoals.results import PriceResult
 
@@ -91,7 +91,7 @@ class MonteCarlo:
         if self.greeks:
             (sums,) = self._over_blocks(european_gbm_pathwise_sums, dict(inputs, gamma_bump=self.gamma_bump),
                                         outputs=1)
-            d_spot, d_vol, d_rate, d_expiry, up, down = np.moveaxis(np.sum(sums, axis=1) / self.samples, -1, 0)
+            d_spot, d_vol, d_rate, d_expiry, up, down = np.moveaxis(np.asarray(ordered_sum(np.moveaxis(sums, 1, -1))) / self.samples, -1, 0)
             greeks = {"delta": d_spot, "gamma": (up - down) / (2.0 * self.gamma_bump * np.asarray(spots)),
                       "vega": d_vol, "theta": -d_expiry, "rho": d_rate}
         return PriceResult(
