@@ -26,7 +26,8 @@ BLOCK_SAMPLES = 1 << 16
 _TWO_TO_MINUS_53 = 2.0 ** -53
 
 
-def stream_keys(seed: int, streams):
+@jax.jit
+def stream_keys(seed, streams):
     """Key words, shape (n, 2) uint32, of the random streams ``streams`` (one per trade) under ``seed``:
     Threefry-2x32 of the seed's key on the counter (0, stream)."""
     base = jax.random.key_data(jax.random.PRNGKey(seed))
@@ -143,14 +144,20 @@ def european_gbm_pathwise_sums(*, keys, first_block, n_blocks, samples, spots, s
                      dividend_yields, signs, antithetic, gamma_bump)
 
 
+def _add(carry, row):
+    return carry + row, None
+
+
+@jax.jit
 def ordered_sum(values):
     """Sum over the last axis strictly left to right (a scan of elementwise adds): the result of each
     row does not depend on how many rows there are, unlike a reduce."""
     values = jnp.moveaxis(jnp.asarray(values), -1, 0)
-    total, _ = jax.lax.scan(lambda carry, row: (carry + row, None), jnp.zeros_like(values[0]), values)
+    total, _ = jax.lax.scan(_add, jnp.zeros_like(values[0]), values)
     return total
 
 
+@jax.jit
 def combine_block_stats(counts, means, m2s):
     """Mean and standard error from per-block (count, mean, M2) along the last axis, in block order.
 
