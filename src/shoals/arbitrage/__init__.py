@@ -1,0 +1,1 @@
+"""L1 no-arbitrage checks (butterfly, calendar) and repair of SVI surfaces."""

@@ -1,0 +1,1 @@
+"""L1 calibration: quotes -> forwards -> smiles -> SVI surface."""
