@@ -118,6 +118,73 @@ def price(
             raise typer.Exit(code=1)
 
 
+class Weighting(str, Enum):
+    vega = "vega"
+    spread = "spread"
+    uniform = "uniform"
+
+
+def _fit_table(frame) -> Table:
+    table = Table(title="SVI fit per expiry (vols in vol points; inside = share of fitted vols within bid/ask)")
+    for column in ("expiry", "forward", "quotes", "atm vol", "rmse", "inside", "conv", "iter"):
+        table.add_column(column, justify="right")
+    for row in frame.to_dict(orient="records"):
+        inside = row["inside_bid_ask"]
+        table.add_row(f"{row['expiry']:.4f}", f"{row['forward']:.2f}", str(row["quotes"]),
+                      f"{100 * row['atm_vol']:.2f}", f"{row['rmse_vol_points']:.3f}",
+                      "" if inside != inside else f"{100 * inside:.0f}%", "yes" if row["converged"] else "[red]no[/]",
+                      str(row["iterations"]))
+    return table
+
+
+@app.command()
+def calibrate(
+    quotes: Path = typer.Argument(..., help="Quotes file (CSV or Parquet; see BOOK_SCHEMA.md, 'Quotes')."),
+    out: Path = typer.Option(Path("market.json"), "--out", "-o", help="Market file to write (JSON)."),
+    spot: Optional[float] = typer.Option(None, "--spot", help="Underlying level (default: the file's spot column)."),
+    rate: Optional[float] = typer.Option(
+        None, "--rate", help="Flat continuous rate: fixes discount factors parity cannot identify, and vol-only quotes."),
+    dividend: Optional[float] = typer.Option(None, "--dividend", help="Flat dividend yield (vol-only quotes)."),
+    valuation_date: Optional[str] = typer.Option(None, "--valuation-date", help="ISO date (default: quote_date)."),
+    weighting: Weighting = typer.Option(Weighting.vega, "--weighting", help="Quote weights in the SVI fit."),
+    repair: bool = typer.Option(True, "--repair/--no-repair", help="Repair calendar/butterfly violations."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for PNG plots (smiles, surface, local vol)."),
+) -> None:
+    """Fit forwards and an arbitrage-free SVI surface to option quotes and write the market file.
+
+    Prints the cleaning report, a per-expiry fit table and the arbitrage report (before and after repair).
+    """
+    from shoals.calibration.surface import calibrate_surface
+    from shoals.errors import ShoalsError
+    from shoals.io.market import write_market
+    from shoals.io.quotes import read_quotes
+
+    _enable_compilation_cache()
+    started = time.perf_counter()
+    try:
+        table, cleaning = read_quotes(quotes, spot=spot, rate=rate, dividend=dividend, valuation_date=valuation_date)
+        with console.status(f"calibrating {len(table)} quotes..."):
+            result = calibrate_surface(table, cleaning, spot=spot, rate=rate, weighting=weighting.value, repair=repair)
+        written = write_market(result.snapshot, out)
+    except ShoalsError as error:
+        _fail(str(error))
+    console.print(result.cleaning.summary(), highlight=False)
+    console.print(_fit_table(result.fit_table()))
+    console.print(f"arbitrage before repair: {result.arbitrage_before_repair.summary()}", highlight=False)
+    if result.repair is not None:
+        console.print(result.repair.summary(), highlight=False)
+    console.print(f"arbitrage of the written surface: {result.arbitrage.summary()}", highlight=False)
+    if plot is not None:
+        from shoals.market.local_vol import build_local_vol
+        from shoals.reports.plots import plot_implied_surface, plot_local_vol, plot_smiles
+
+        grid, _ = build_local_vol(result.snapshot)
+        paths = [plot_smiles(result, plot / "smiles.png"), plot_implied_surface(result.snapshot, plot / "surface.png"),
+                 plot_local_vol(grid, plot / "local_vol.png")]
+        console.print("plots: " + ", ".join(str(p) for p in paths), highlight=False)
+    console.print(f"market written to {written} in {time.perf_counter() - started:.2f} s", highlight=False)
+
+
 @app.command()
 def version() -> None:
     """Print the Shoals version."""

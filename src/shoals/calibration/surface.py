@@ -1,0 +1,125 @@
+"""The surface stage of the pipeline: quotes -> forwards -> smiles -> batched SVI -> arbitrage check and
+repair -> :class:`MarketSnapshot`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from shoals.arbitrage.checks import ArbitrageReport, check_arbitrage
+from shoals.arbitrage.repair import RepairReport, repair_surface
+from shoals.calibration.forwards import ExpiryForward, fit_forwards
+from shoals.calibration.smiles import build_smiles
+from shoals.calibration.svi import SVIFit, fit_svi
+from shoals.errors import CalibrationError
+from shoals.market.curves import ZeroCurve
+from shoals.market.quotes import CleaningReport, QuoteTable, SmileData
+from shoals.market.snapshot import MarketSnapshot
+from shoals.market.surface import VolSurface
+
+
+@dataclass(frozen=True)
+class SurfaceCalibration:
+    """Everything the surface stage produced: the market snapshot and the reports behind it."""
+
+    snapshot: MarketSnapshot
+    forwards: list
+    smiles: SmileData
+    fit: SVIFit
+    cleaning: CleaningReport
+    arbitrage_before_repair: ArbitrageReport
+    repair: RepairReport | None
+    arbitrage: ArbitrageReport
+
+    @property
+    def surface(self) -> VolSurface:
+        return self.snapshot.surface
+
+    def fit_table(self) -> pd.DataFrame:
+        """One row per expiry: forward, discount factor, quotes used, fit quality of the final surface
+        (RMSE in vol points, share of fitted vols inside bid/ask), convergence and ATM vol."""
+        final = fit_quality(self.smiles, self.surface)
+        return pd.DataFrame({
+            "expiry": self.smiles.expiries,
+            "forward": self.smiles.forwards,
+            "discount_factor": self.smiles.discount_factors,
+            "quotes": self.smiles.counts,
+            "rmse_vol_points": final["rmse_vol_points"],
+            "inside_bid_ask": final["inside_share"],
+            "converged": np.asarray(self.fit.converged),
+            "iterations": np.asarray(self.fit.iterations),
+            "atm_vol": np.asarray(self.surface.implied_vol(0.0, jnp.asarray(self.smiles.expiries))),
+        })
+
+
+def fit_quality(smiles: SmileData, surface: VolSurface) -> dict:
+    """RMSE (vol points) of the surface's vols against the mid vols and the share inside [bid, ask] vol,
+    per slice (a missing bid vol counts as 0; quotes without an ask vol are left out of the share)."""
+    fitted = np.asarray(surface.implied_vol(jnp.asarray(smiles.log_moneyness), jnp.asarray(smiles.expiries)[:, None]))
+    mask = smiles.mask
+    error = np.where(mask, fitted - smiles.mid_vol, 0.0)
+    count = np.maximum(mask.sum(axis=1), 1)
+    rmse = 100.0 * np.sqrt((error ** 2).sum(axis=1) / count)
+    bid = np.where(np.isfinite(smiles.bid_vol), smiles.bid_vol, 0.0)
+    has_ask = mask & np.isfinite(smiles.ask_vol)
+    inside = has_ask & (fitted >= bid) & (fitted <= np.where(has_ask, smiles.ask_vol, np.inf))
+    share = inside.sum(axis=1) / np.maximum(has_ask.sum(axis=1), 1)
+    return {"rmse_vol_points": rmse, "inside_share": np.where(has_ask.any(axis=1), share, np.nan)}
+
+
+def curves_from_forwards(spot: float, forwards: list[ExpiryForward]) -> tuple[ZeroCurve, ZeroCurve]:
+    """Zero curves reproducing the fitted forwards and discount factors at every expiry pillar:
+    r_i = -ln(DF_i)/T_i, q_i = r_i - ln(F_i/S)/T_i (exact at the pillars under the t*z interpolation)."""
+    times = np.array([f.expiry for f in forwards])
+    rates = -np.log([f.discount_factor for f in forwards]) / times
+    dividends = rates - np.log(np.array([f.forward for f in forwards]) / spot) / times
+    return (ZeroCurve(times=jnp.asarray(times), zero_rates=jnp.asarray(rates)),
+            ZeroCurve(times=jnp.asarray(times), zero_rates=jnp.asarray(dividends)))
+
+
+def calibrate_surface(quotes: QuoteTable, cleaning: CleaningReport, *, spot: float | None = None,
+                      rate: float | None = None, weighting: str = "vega", repair: bool = True) -> SurfaceCalibration:
+    """Fit forwards, smiles and a batched SVI surface to cleaned quotes; check and (optionally) repair
+    arbitrage; return the market snapshot with every report.
+
+    ``spot`` defaults to the quotes' spot; without one, the shortest forward is used (zero carry to the
+    first expiry).  ``rate`` (flat, continuous) fixes discount factors
+    where put-call parity cannot identify them (see :func:`fit_forwards`).
+    """
+    forwards = fit_forwards(quotes, rate=rate)
+    smiles, cleaning_after = build_smiles(quotes, forwards)
+    cleaning = _merge_reports(cleaning, cleaning_after)
+    if smiles.n_slices == 0:
+        raise CalibrationError("no expiry has enough clean quotes to fit a smile (>= 5); see the cleaning report:\n"
+                               + cleaning.summary())
+    kept = {round(float(t), 12) for t in smiles.expiries}
+    forwards = [f for f in forwards if round(float(f.expiry), 12) in kept]
+    fit = fit_svi(smiles, weighting=weighting)
+    surface = VolSurface(expiries=jnp.asarray(smiles.expiries), params=fit.params)
+    before = check_arbitrage(surface)
+    repair_report = None
+    if repair and not before.is_free:
+        total_variance = np.where(smiles.mask, smiles.mid_vol ** 2 * smiles.expiries[:, None], np.nan)
+        surface, repair_report = repair_surface(surface, quotes_k=smiles.log_moneyness, quotes_w=total_variance,
+                                                weights=smiles.mask.astype(float))
+    after = check_arbitrage(surface)
+    if spot is None:
+        spot = quotes.spot if quotes.spot is not None else forwards[0].forward
+    rate_curve, dividend_curve = curves_from_forwards(float(spot), forwards)
+    snapshot = MarketSnapshot(spot=jnp.asarray(float(spot)), rate=rate_curve, dividend=dividend_curve, surface=surface)
+    return SurfaceCalibration(snapshot=snapshot, forwards=forwards, smiles=smiles, fit=fit, cleaning=cleaning,
+                              arbitrage_before_repair=before, repair=repair_report, arbitrage=after)
+
+
+def _merge_reports(first: CleaningReport, second: CleaningReport) -> CleaningReport:
+    dropped = {reason: list(rows) for reason, rows in first.dropped.items()}
+    for reason, rows in second.dropped.items():
+        dropped.setdefault(reason, []).extend(rows)
+    flagged = {reason: list(rows) for reason, rows in first.flagged.items()}
+    for reason, rows in second.flagged.items():
+        flagged.setdefault(reason, []).extend(rows)
+    kept = first.total - sum(len(rows) for rows in dropped.values())
+    return CleaningReport(total=first.total, kept=kept, dropped=dropped, flagged=flagged)

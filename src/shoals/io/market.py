@@ -1,0 +1,120 @@
+"""Reading and writing market files (JSON) per BOOK_SCHEMA.md, "Market".
+
+    {"spot": 100.0,
+     "rate": 0.04,                                   # or {"times": [...], "zero_rates": [...]}
+     "dividend": 0.0,                                # idem
+     "svi": [{"expiry": 0.25, "a": 0.01, "b": 0.1, "rho": -0.4, "m": 0.0, "sigma": 0.2}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from shoals.errors import InputError
+from shoals.market.curves import ZeroCurve
+from shoals.market.snapshot import MarketSnapshot
+from shoals.market.surface import VolSurface
+from shoals.market.svi import SVIParams
+
+_SVI_KEYS = ("expiry", "a", "b", "rho", "m", "sigma")
+_TOP_KEYS = ("spot", "rate", "dividend", "svi")
+
+
+def _number(value, field: str, source: str, *, positive=False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"'{value}' is not a number", field=field, source=source) from None
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise InputError(f"{value!r} must be a finite number{' > 0' if positive else ''}", field=field,
+                         source=source)
+    return number
+
+
+def _curve(value, field: str, source: str) -> ZeroCurve:
+    if isinstance(value, dict):
+        unknown = set(value) - {"times", "zero_rates"}
+        if unknown or not {"times", "zero_rates"} <= set(value):
+            raise InputError("a curve is {\"times\": [...], \"zero_rates\": [...]}"
+                             + (f"; unknown key(s) {sorted(unknown)}" if unknown else ""), field=field, source=source)
+        times = [_number(t, f"{field}.times", source, positive=True) for t in value["times"]]
+        rates = [_number(r, f"{field}.zero_rates", source) for r in value["zero_rates"]]
+        if len(times) != len(rates) or not times:
+            raise InputError("times and zero_rates must be non-empty lists of equal length", field=field,
+                             source=source)
+        try:
+            return ZeroCurve(times=jnp.asarray(times), zero_rates=jnp.asarray(rates))
+        except InputError as error:
+            raise InputError(error.reason, field=field, source=source) from None
+    return ZeroCurve.flat(_number(value, field, source))
+
+
+def read_market(path) -> MarketSnapshot:
+    """Read a market JSON file into a :class:`MarketSnapshot`; errors name the key (and slice index)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}", source=source) from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the market file ({error})", source=source) from None
+    if not isinstance(data, dict):
+        raise InputError("the market file must hold one JSON object", source=source)
+    unknown = set(data) - set(_TOP_KEYS) - {"slices"}
+    if unknown:
+        raise InputError(f"unknown key(s) {sorted(unknown)}; expected {', '.join(_TOP_KEYS)}", source=source)
+    if "slices" in data:
+        raise InputError("the 'slices' (k, w node) form is not supported by this version; give 'svi' slices",
+                         field="slices", source=source)
+    for key in ("spot", "rate", "svi"):
+        if key not in data:
+            raise InputError("required key is missing", field=key, source=source)
+    spot = _number(data["spot"], "spot", source, positive=True)
+    rate = _curve(data["rate"], "rate", source)
+    dividend = _curve(data.get("dividend", 0.0), "dividend", source)
+    slices = data["svi"]
+    if not isinstance(slices, list) or not slices:
+        raise InputError("must be a non-empty list of SVI slices", field="svi", source=source)
+    rows = []
+    for index, item in enumerate(slices):
+        field = f"svi[{index}]"
+        if not isinstance(item, dict) or set(item) != set(_SVI_KEYS):
+            keys = sorted(item) if isinstance(item, dict) else type(item).__name__
+            raise InputError(f"a slice has exactly the keys {', '.join(_SVI_KEYS)}; got {keys}", field=field,
+                             source=source)
+        rows.append([_number(item[key], f"{field}.{key}", source) for key in _SVI_KEYS])
+    table = np.asarray(sorted(rows))
+    if np.any(np.diff(table[:, 0]) <= 0) or table[0, 0] <= 0:
+        raise InputError("slice expiries must be positive and distinct", field="svi", source=source)
+    surface = VolSurface(expiries=jnp.asarray(table[:, 0]), params=SVIParams.from_stacked(table[:, 1:]))
+    return MarketSnapshot(spot=jnp.asarray(spot), rate=rate, dividend=dividend, surface=surface)
+
+
+def _curve_json(curve: ZeroCurve):
+    times = np.asarray(curve.times, dtype=float).tolist()
+    rates = np.asarray(curve.zero_rates, dtype=float).tolist()
+    return rates[0] if len(times) == 1 else {"times": times, "zero_rates": rates}
+
+
+def market_to_dict(snapshot: MarketSnapshot) -> dict:
+    """The JSON-ready dict of a snapshot with an SVI surface (full float precision)."""
+    surface = snapshot.surface
+    params = np.asarray(surface.params.stacked(), dtype=float)
+    return {"spot": float(snapshot.spot), "rate": _curve_json(snapshot.rate),
+            "dividend": _curve_json(snapshot.dividend),
+            "svi": [dict(zip(_SVI_KEYS, [float(t), *map(float, p)]))
+                    for t, p in zip(np.asarray(surface.expiries, dtype=float), params)]}
+
+
+def write_market(snapshot: MarketSnapshot, path) -> Path:
+    """Write ``snapshot`` as a market JSON file readable by :func:`read_market` (round trip exact)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(market_to_dict(snapshot), indent=1))
+    return path

@@ -1,0 +1,1 @@
+"""L2 reports: tables and plots (plotting libraries are imported lazily)."""
