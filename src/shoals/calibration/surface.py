@@ -81,7 +81,8 @@ def curves_from_forwards(spot: float, forwards: list[ExpiryForward]) -> tuple[Ze
 
 
 def calibrate_surface(quotes: QuoteTable, cleaning: CleaningReport, *, spot: float | None = None,
-                      rate: float | None = None, weighting: str = "vega", repair: bool = True) -> SurfaceCalibration:
+                      rate: float | None = None, dividend: float | None = None, given_forwards=None,
+                      weighting: str = "vega", repair: bool = True) -> SurfaceCalibration:
     """Fit forwards, smiles and a batched SVI surface to cleaned quotes; check and (optionally) repair
     arbitrage; return the market snapshot with every report.
 

@@ -157,14 +157,16 @@ def calibrate(
     from shoals.calibration.surface import calibrate_surface
     from shoals.errors import ShoalsError
     from shoals.io.market import write_market
-    from shoals.io.quotes import read_quotes
+    from shoals.io.quotes import read_forwards, read_quotes
 
     _enable_compilation_cache()
     started = time.perf_counter()
     try:
         table, cleaning = read_quotes(quotes, spot=spot, rate=rate, dividend=dividend, valuation_date=valuation_date)
+        given = read_forwards(quotes, spot=spot, valuation_date=valuation_date)
         with console.status(f"calibrating {len(table)} quotes..."):
-            result = calibrate_surface(table, cleaning, spot=spot, rate=rate, weighting=weighting.value, repair=repair)
+            result = calibrate_surface(table, cleaning, spot=spot, rate=rate, dividend=dividend, given_forwards=given,
+                                       weighting=weighting.value, repair=repair)
         written = write_market(result.snapshot, out)
     except ShoalsError as error:
         _fail(str(error))
