@@ -87,10 +87,12 @@ def calibrate_surface(quotes: QuoteTable, cleaning: CleaningReport, *, spot: flo
     arbitrage; return the market snapshot with every report.
 
     ``spot`` defaults to the quotes' spot; without one, the shortest forward is used (zero carry to the
-    first expiry).  ``rate`` (flat, continuous) fixes discount factors
-    where put-call parity cannot identify them (see :func:`fit_forwards`).
+    first expiry).  ``rate`` (flat, continuous) fixes discount factors where put-call parity cannot
+    identify them; vol-only quotes take their forwards from ``given_forwards`` (e.g.
+    :func:`shoals.io.quotes.read_forwards`) or from spot, ``rate`` and ``dividend`` (see
+    :func:`fit_forwards`).
     """
-    forwards = fit_forwards(quotes, rate=rate)
+    forwards = fit_forwards(quotes, rate=rate, dividend=dividend, given=given_forwards)
     smiles, cleaning_after = build_smiles(quotes, forwards)
     cleaning = _merge_reports(cleaning, cleaning_after)
     if smiles.n_slices == 0:
@@ -102,10 +104,10 @@ def calibrate_surface(quotes: QuoteTable, cleaning: CleaningReport, *, spot: flo
     surface = VolSurface(expiries=jnp.asarray(smiles.expiries), params=fit.params)
     before = check_arbitrage(surface)
     repair_report = None
-    if repair and not before.is_free:
-        total_variance = np.where(smiles.mask, smiles.mid_vol ** 2 * smiles.expiries[:, None], np.nan)
-        surface, repair_report = repair_surface(surface, quotes_k=smiles.log_moneyness, quotes_w=total_variance,
-                                                weights=smiles.mask.astype(float))
+    if repair and not before.ok:
+        quotes_k = [k[mask] for k, mask in zip(smiles.log_moneyness, smiles.mask)]
+        quotes_w = [(vol[mask] ** 2) * t for vol, mask, t in zip(smiles.mid_vol, smiles.mask, smiles.expiries)]
+        surface, repair_report = repair_surface(surface, quotes_k=quotes_k, quotes_w=quotes_w)
     after = check_arbitrage(surface)
     if spot is None:
         spot = quotes.spot if quotes.spot is not None else forwards[0].forward

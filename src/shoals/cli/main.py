@@ -182,7 +182,8 @@ def calibrate(
 
         grid, _ = build_local_vol(result.snapshot)
         paths = [plot_smiles(result, plot / "smiles.png"), plot_implied_surface(result.snapshot, plot / "surface.png"),
-                 plot_local_vol(grid, plot / "local_vol.png")]
+                 plot_local_vol(grid, plot / "local_vol.png",
+                                spot_range=(0.5 * float(result.snapshot.spot), 1.5 * float(result.snapshot.spot)))]
         console.print("plots: " + ", ".join(str(p) for p in paths), highlight=False)
     console.print(f"market written to {written} in {time.perf_counter() - started:.2f} s", highlight=False)
 

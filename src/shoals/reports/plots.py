@@ -75,11 +75,14 @@ def plot_implied_surface(snapshot, path, *, k_range=(-0.5, 0.3)) -> Path:
     return _save(figure, plt, path)
 
 
-def plot_local_vol(grid, path) -> Path:
-    """Heatmap of a :class:`LocalVolGrid` over (S, t)."""
+def plot_local_vol(grid, path, *, spot_range=None) -> Path:
+    """Heatmap of a :class:`LocalVolGrid` over (S, t); ``spot_range`` (low, high) limits the S axis
+    (default: the whole grid)."""
     plt = _pyplot()
+    spots = np.asarray(grid.spots)
+    keep = np.ones_like(spots, dtype=bool) if spot_range is None else (spots >= spot_range[0]) & (spots <= spot_range[1])
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    image = axis.pcolormesh(np.asarray(grid.spots), np.asarray(grid.times), 100 * np.asarray(grid.vols),
+    image = axis.pcolormesh(spots[keep], np.asarray(grid.times), 100 * np.asarray(grid.vols)[:, keep],
                             shading="auto", cmap="magma")
     figure.colorbar(image, ax=axis, label="local vol (%)")
     axis.set_xlabel("S")
