@@ -16,11 +16,10 @@ from shoals.errors import CalibrationError, InputError
 from shoals.io.quotes import read_forwards, read_quotes
 from shoals.market.curves import ZeroCurve
 from shoals.market.quotes import QuoteTable
+from shoals.data import path as data_path
 
-DATA = Path("/work/shared/data")
-SPX = DATA / "spx_20110124" / "spx_20110124_clean.csv"
-DAX = DATA / "dax_20020705" / "dax_20020705_clean.csv"
-pytestmark = pytest.mark.skipif(not SPX.exists() or not DAX.exists(), reason="shared data not available")
+SPX = data_path("spx_20110124_clean.csv")
+DAX = data_path("dax_20020705_clean.csv")
 
 SPX_RATE = 0.0035  # H.15 2011-01-24: Eurodollar deposits 1M 0.32%, 3M 0.39%
 
