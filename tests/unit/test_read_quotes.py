@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,6 @@ from shoals.data import path as data_path
 
 SPX = data_path("spx_20110124_clean.csv")
 DAX = data_path("dax_20020705_clean.csv")
-needs_data = pytest.mark.usefixtures()  # the snapshots ship with the package
 
 HEADER = "expiry_years,strike,option_type,bid,ask\n"
 
@@ -263,7 +261,6 @@ def test_vol_only_file_with_rate_and_spot_is_checked(tmp_path):
 
 # ---------------------------------------------------------------- the real files
 
-@needs_data
 def test_spx_file_drops_and_flags():
     quotes, report = read_quotes(SPX, rate=0.0035)
     raw = pd.read_csv(SPX)
@@ -284,7 +281,6 @@ def test_spx_file_drops_and_flags():
     assert all(report.flagged[FLAG_CONVEX[call]] for call in (True, False))
 
 
-@needs_data
 def test_dax_file_flags_butterflies():
     quotes, report = read_quotes(DAX)
     raw = pd.read_csv(DAX)

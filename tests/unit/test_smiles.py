@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,6 @@ from shoals.data import path as data_path
 
 SPX = data_path("spx_20110124_clean.csv")
 DAX = data_path("dax_20020705_clean.csv")
-needs_data = pytest.mark.usefixtures()  # the snapshots ship with the package
 SPX_RATE = 0.0035
 
 
@@ -50,7 +48,6 @@ def valid_mid(quotes, forwards):
     return (mid > lower) & (mid < upper) & (otm | (quotes.bid > lower)), f
 
 
-@needs_data
 def test_spx_every_slice_with_five_clean_strikes_is_present(spx):
     quotes, forwards, smiles, report, _ = spx
     valid, _ = valid_mid(quotes, forwards)
@@ -67,7 +64,6 @@ def test_spx_every_slice_with_five_clean_strikes_is_present(spx):
     assert REASON_THIN_SLICE not in report.dropped
 
 
-@needs_data
 def test_spx_out_of_the_money_selection(spx):
     quotes, forwards, smiles, report, _ = spx
     itm_used = set(report.flagged.get(FLAG_ITM_USED, []))
@@ -89,7 +85,6 @@ def test_spx_out_of_the_money_selection(spx):
     assert np.all(np.isfinite(smiles.bid_vol[smiles.mask & np.isin(smiles.rows, list(itm_used))]))
 
 
-@needs_data
 def test_spx_vols_match_the_file_with_the_file_forwards(spx):
     quotes, _, _, _, raw = spx
     smiles, report = build_smiles(quotes, file_forwards(raw))
@@ -108,7 +103,6 @@ def test_spx_vols_match_the_file_with_the_file_forwards(spx):
     assert REASON_BELOW in report.dropped
 
 
-@needs_data
 def test_spx_vols_match_the_file_where_the_forwards_agree(spx):
     """Where our F and DF move the price at the file's vol by less than 5e-5 vega, vols agree to 1e-4."""
     _, _, smiles, _, raw = spx
@@ -134,7 +128,6 @@ def test_spx_vols_match_the_file_where_the_forwards_agree(spx):
     assert np.nanmedian(np.abs(smiles.mid_vol[m] - file_vol)) < 1e-4
 
 
-@needs_data
 def test_spx_arrays_padding_and_vega(spx):
     _, _, smiles, _, _ = spx
     shape = smiles.mask.shape
@@ -219,7 +212,6 @@ def test_zero_bid_gives_a_nan_bid_vol():
     assert np.isnan(smiles.bid_vol[0, -1]) and np.isfinite(smiles.bid_vol[0, :-1]).all()
 
 
-@needs_data
 def test_dax_smiles_and_butterflies():
     quotes, report = read_quotes(DAX)
     flagged = np.array(report.flagged[FLAG_VOL_CONVEX]) - 1

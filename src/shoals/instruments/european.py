@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from shoals._pytree import register_validated_pytree
 from shoals._validation import check_field
 
 
-@jax.tree_util.register_dataclass
+@register_validated_pytree
 @dataclass(frozen=True)
 class European:
     """European call or put: pays max(w(S_T - K), 0) at ``maturity`` (w = +1 call, -1 put).

@@ -8,10 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._pytree import register_validated_pytree
 from shoals._validation import check_field
 
 
-@jax.tree_util.register_dataclass
+@register_validated_pytree
 @dataclass(frozen=True)
 class ZeroCurve:
     """Continuously compounded zero rates z(t) at ``times``; t z(t) is interpolated linearly in t, flat z

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import jax
 
+from shoals._pytree import register_validated_pytree
 from shoals._validation import check_field
 
 
-@jax.tree_util.register_dataclass
+@register_validated_pytree
 @dataclass(frozen=True)
 class FlatMarket:
     """Market of the Black-Scholes model; each field a scalar or an array batched like the instruments.

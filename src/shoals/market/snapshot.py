@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 import jax
 import jax.numpy as jnp
 
+from shoals._pytree import register_validated_pytree
 from shoals._validation import check_field
 from shoals.market.curves import ZeroCurve
 
 
-@jax.tree_util.register_dataclass
+@register_validated_pytree
 @dataclass(frozen=True)
 class MarketSnapshot:
     """Spot S, zero curves for the rate r and the dividend yield q, and a vol ``surface`` (a

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from shoals._pytree import register_validated_pytree
 from shoals.kernels.svi import svi_derivatives, svi_total_variance
 
 
-@jax.tree_util.register_dataclass
+@register_validated_pytree
 @dataclass(frozen=True)
 class SVIParams:
     """Raw SVI parameters; each field a scalar or an array with one entry per slice (expiry).
