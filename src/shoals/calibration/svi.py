@@ -84,6 +84,8 @@ MIN_QUOTES = 3
 WING_SLOPE_BOUND = 2.0 * (1.0 - 1e-3)  # Lee: b (1 + |rho|) < 2 in total variance, with a margin
 WING_SLOPE_FLOOR = 1e-10  # keeps |rho| <= 1 - 5e-11 / b representable as < 1
 SIGMA_FLOOR = 1e-4  # sigma > 1e-4 (in k): keeps the kink at m resolvable by the butterfly check
+MIN_VARIANCE_FLOOR = 1e-8  # min_k w > 1e-8: a + b sigma sqrt(1 - rho^2) > 0 survives rounding
+BUTTERFLY_FLOOR = 1e-9  # steps need g >= 1e-9 on the check grid: a buffer against rounding in g
 PENALTY_SCALE = 10.0
 PENALTY_MARGIN = 1e-3
 EXACT_FIT_COST = 1e-26  # weighted mean squared vol error at which a slice counts as fitted exactly
@@ -156,7 +158,7 @@ class SVIFit:
 
 def raw_from_unconstrained(x):
     """Raw SVI (a, b, rho, m, sigma) from the unconstrained vector x[..., 5] (see module docstring)."""
-    v = jnp.exp(x[..., 0])
+    v = MIN_VARIANCE_FLOOR + jnp.exp(x[..., 0])
     s_up = WING_SLOPE_FLOOR + (WING_SLOPE_BOUND - WING_SLOPE_FLOOR) * jax.nn.sigmoid(x[..., 1])
     s_down = WING_SLOPE_FLOOR + (WING_SLOPE_BOUND - WING_SLOPE_FLOOR) * jax.nn.sigmoid(x[..., 2])
     sigma = SIGMA_FLOOR + jnp.exp(x[..., 4])
@@ -178,11 +180,12 @@ def unconstrained_from_raw(a, b, rho, m, sigma, *, min_variance_floor=1e-10, slo
     top = WING_SLOPE_BOUND * (1.0 - 1e-9)
     s_up = jnp.clip(b * (1.0 + rho), slope_floor, top)
     s_down = jnp.clip(b * (1.0 - rho), slope_floor, top)
-    v = jnp.maximum(a + b * sigma * jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)), min_variance_floor)
+    v = jnp.maximum(a + b * sigma * jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)),
+                    jnp.maximum(min_variance_floor, 2.0 * MIN_VARIANCE_FLOOR))
     def logit(slope):
         p = (slope - WING_SLOPE_FLOOR) / (WING_SLOPE_BOUND - WING_SLOPE_FLOOR)
         return jnp.log(p) - jnp.log1p(-p)
-    return jnp.stack([jnp.log(v), logit(s_up), logit(s_down),
+    return jnp.stack([jnp.log(v - MIN_VARIANCE_FLOOR), logit(s_up), logit(s_down),
                       jnp.asarray(m, dtype=jnp.float64) + 0.0 * v, jnp.log(sigma - SIGMA_FLOOR)], axis=-1)
 
 
@@ -380,14 +383,14 @@ def _initial_guess(k, mid_vol, weight, mask, expiry, half_width, sqrt_weight):
     uniform = jnp.broadcast_to(half_width[:, None, None] * jnp.asarray(_SCREEN_UNIFORM), (*m.shape, len(_SCREEN_UNIFORM)))
     coarse = jnp.concatenate([uniform, m[..., None] + sigma[..., None] * jnp.asarray(_SCREEN_LOCAL)], axis=-1)
     coarse_g = _g_on(coarse, a[..., None], b[..., None], rho[..., None], m[..., None], sigma[..., None])
-    screened = jnp.where(jnp.isfinite(fit_cost) & (jnp.min(coarse_g, axis=-1) >= 0.0), fit_cost, jnp.inf)
+    screened = jnp.where(jnp.isfinite(fit_cost) & (jnp.min(coarse_g, axis=-1) >= BUTTERFLY_FLOOR), fit_cost, jnp.inf)
     _, chosen = jax.lax.top_k(-screened, _SHORTLIST)
     x_short = jnp.take_along_axis(x_candidates, chosen[..., None], axis=1)
     x_all = jnp.concatenate([x_short, x_flat[:, None, :]], axis=1)                            # (S, K+1, 5)
     residuals = jax.vmap(jax.vmap(_slice_residuals, in_axes=(0, None, None, None, None, None)))
     r, min_g = residuals(x_all, k, mid_vol, sqrt_weight, expiry, half_width)
     cost = jnp.sum(r * r, axis=-1)
-    ok = jnp.isfinite(cost) & (min_g >= 0.0)
+    ok = jnp.isfinite(cost) & (min_g >= BUTTERFLY_FLOOR)
     cost = jnp.where(ok, cost, jnp.inf)
     cost = cost.at[:, -1].set(jnp.where(ok[:, -1], cost[:, -1], 1e300))  # the flat smile as last resort
     best = jnp.argmin(cost, axis=1)
@@ -450,7 +453,7 @@ def _fit_arrays(k, mid_vol, bid_vol, ask_vol, vega, mask, expiry, *, weighting, 
         r_t, jac_t, min_g_t = jacobian(x_trial, k, mid_vol, sqrt_weight, expiry, half_width)
         cost_t = jnp.sum(r_t * r_t, axis=-1)
         predicted = cost - jnp.sum((r + jnp.einsum("sri,si->sr", jac, step)) ** 2, axis=-1)
-        accept = (~s["done"] & jnp.isfinite(cost_t) & (cost_t < cost) & (min_g_t >= 0.0)
+        accept = (~s["done"] & jnp.isfinite(cost_t) & (cost_t < cost) & (min_g_t >= BUTTERFLY_FLOOR)
                   & jnp.all(jnp.isfinite(jac_t), axis=(-2, -1)))
         gain = (cost - cost_t) / jnp.where(predicted > 0, predicted, jnp.inf)
         lam_next = jnp.where(accept, lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3), lam * s["nu"])
