@@ -26,10 +26,11 @@ from shoals.calibration.svi import SVIFit, fit_svi, raw_from_unconstrained, unco
 from shoals.errors import InputError
 from shoals.kernels.svi import butterfly_density, svi_derivatives, svi_total_variance
 from shoals.market.quotes import SmileData
+from shoals.data import path as data_path
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 SEED_PIPELINE = SHARED / "baselines" / "seed_pipeline_native.py"
-SPX_CSV = SHARED / "data" / "spx_20110124" / "spx_20110124_clean.csv"
+SPX_CSV = data_path("spx_20110124_clean.csv")
 SEED_EXPIRIES = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0]
 TWO_WEEKS = 14.0 / 365.0
 
@@ -149,7 +150,7 @@ def wide_points(params_row):
 
 def assert_admissible(fit: SVIFit, *, wide=True):
     p = stacked(fit)
-    a, b, rho, m, sigma = p.T
+    a, b, rho, _, sigma = p.T
     assert np.all(np.isfinite(p))
     assert np.all(b >= 0.0)
     assert np.all(np.abs(rho) < 1.0)
@@ -201,14 +202,14 @@ def test_reparametrisation_round_trip_and_bounds():
     back = np.stack([np.asarray(v) for v in raw_from_unconstrained(x)], axis=1)
     np.testing.assert_allclose(back, raw, rtol=1e-12, atol=1e-14)
     extreme = np.array([[-800.0, -800.0, 800.0, 0.0, -30.0], [30.0, 800.0, -800.0, 5.0, 30.0]])
-    a, b, rho, m, sigma = (np.asarray(v) for v in raw_from_unconstrained(extreme))
+    a, b, rho, _, sigma = (np.asarray(v) for v in raw_from_unconstrained(extreme))
     assert np.all(b > 0) and np.all(np.abs(rho) < 1) and np.all(sigma > 0)
     assert np.all(b * (1 + np.abs(rho)) <= 2.0)
     assert np.all(a + b * sigma * np.sqrt(1 - rho ** 2) > 0)
 
 
 def test_exact_recovery_of_eight_slices_at_once(exact_case):
-    params, smiles, fit = exact_case
+    params, _, fit = exact_case
     assert fit.params.a.shape == (8,) and fit.params.a.dtype == np.float64
     assert np.all(fit.converged)
     np.testing.assert_allclose(stacked(fit), params, rtol=0, atol=1e-6)
@@ -373,6 +374,8 @@ def test_spx_20110124_inside_bid_ask(spx_smiles, weighting):
 
 # --------------------------------------------------------------------------------- seed quote set
 
+@pytest.mark.skipif(not SEED_PIPELINE.exists(), reason="the seed baseline script lives in the project's shared/ "
+                    "folder (benchmark input, not shipped); benchmarks/bench_svi.py runs the same comparison")
 def test_seed_quote_set_eight_expiries_fit_and_timing():
     smiles = seed_smile_data(seed=42)
     assert smiles.n_slices == 8 and np.all(smiles.counts == 15)
