@@ -15,13 +15,15 @@ slices kept and dropped; DAX 2002-07-05 butterfly violations flagged), tests/uni
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-from scipy.special import ndtr
 
+from shoals._chunks import map_chunks
 from shoals.errors import InputError
+from shoals.kernels.black_scholes import black_scholes_greeks
 from shoals.kernels.implied_vol import ABOVE_MAXIMUM, BELOW_INTRINSIC, OK, REASONS, implied_volatility
 from shoals.market.quotes import CleaningReport, QuoteTable, SmileData
 
@@ -159,39 +161,40 @@ def shape_violations(strikes, prices, *, discount_factor: float, is_call: bool, 
     return monotone_bad[inverse], convex_bad[inverse]
 
 
+@jax.jit
+def _black(forwards, strikes, expiries, discount_factors, volatilities, is_call):
+    rate = -jnp.log(discount_factors) / expiries
+    greeks = black_scholes_greeks(spots=forwards, strikes=strikes, expiries=expiries, volatilities=volatilities,
+                                  rates=rate, dividend_yields=rate, is_call=is_call)
+    return greeks.price, greeks.vega
+
+
+def _black_chunked(forwards, strikes, expiries, discount_factors, volatilities, is_call=True):
+    arrays = np.broadcast_arrays(*(np.asarray(a, np.float64) for a in (
+        forwards, strikes, expiries, discount_factors, volatilities)), np.asarray(is_call, bool))
+    shape = arrays[0].shape
+    price, vega = map_chunks(_black, [a.ravel() for a in arrays], chunk_size=_CHUNK)
+    return price.reshape(shape), vega.reshape(shape)
+
+
 def black_prices(*, forwards, strikes, expiries, discount_factors, volatilities, is_call):
-    """Black-76 prices on the host (NumPy), broadcast over all inputs.
-
-    .. math:: V = D\\,[w F N(w d_1) - w K N(w d_2)],\\quad
-              d_{1,2} = [\\ln(F/K) \\pm \\sigma^2 T/2] / (\\sigma\\sqrt T)
-
-    Host-side twin of :func:`~shoals.kernels.black_scholes.black_scholes_price` (with S = F,
-    r = q = -ln D / T) for the cleaning checks: NumPy has no per-shape compilation, which the eager JAX
-    kernel pays (about 1 s per new shape on CPU).  Requires sigma sqrt(T) > 0.
+    """Black-76 prices V = D [w F N(w d1) - w K N(w d2)], d_{1,2} = [ln(F/K) +- sigma^2 T/2] / (sigma sqrt T),
+    broadcast over all inputs: :func:`~shoals.kernels.black_scholes.black_scholes_greeks` with S = F and
+    r = q = -ln D / T, evaluated in fixed-size chunks (one compiled shape whatever the number of quotes).
 
     References: Black, "The pricing of commodity contracts" (1976).
-    Validation: tests/unit/test_smiles.py (vs the JAX kernel and a closed form).
+    Validation: tests/unit/test_smiles.py (vs a closed form).
     """
-    f, k, t, d, s = np.broadcast_arrays(*(np.asarray(a, np.float64) for a in (
-        forwards, strikes, expiries, discount_factors, volatilities)))
-    w = np.where(np.asarray(is_call, bool), 1.0, -1.0)
-    stdev = s * np.sqrt(t)
-    d1 = np.log(f / k) / stdev + 0.5 * stdev
-    d2 = d1 - stdev
-    return d * w * (f * ndtr(w * d1) - k * ndtr(w * d2))
+    return _black_chunked(forwards, strikes, expiries, discount_factors, volatilities, is_call)[0]
 
 
 def black_vega(*, forwards, strikes, expiries, discount_factors, volatilities):
-    """Black-76 vega dV/dsigma = D F n(d1) sqrt(T), d1 = [ln(F/K) + sigma^2 T / 2] / (sigma sqrt T).
+    """Black-76 vega dV/dsigma = D F n(d1) sqrt(T) (same evaluation as :func:`black_prices`).
 
     References: Black (1976).
     Validation: tests/unit/test_smiles.py (vs a finite difference of :func:`black_prices`).
     """
-    f, k, t, d, s = (np.asarray(a, np.float64) for a in (forwards, strikes, expiries, discount_factors,
-                                                          volatilities))
-    stdev = s * np.sqrt(t)
-    d1 = np.log(f / k) / stdev + 0.5 * stdev
-    return d * f * np.exp(-0.5 * d1 * d1) / math.sqrt(2.0 * math.pi) * np.sqrt(t)
+    return _black_chunked(forwards, strikes, expiries, discount_factors, volatilities)[1]
 
 
 def match_forwards(expiries, forwards) -> list:
@@ -208,24 +211,15 @@ def match_forwards(expiries, forwards) -> list:
 _CHUNK = 4096  # one shape for the jitted solver: it compiles once (about 2 s on CPU), whatever the size
 
 
+@jax.jit
+def _implied(prices, forwards, strikes, expiries, discount_factors, is_call):
+    return implied_volatility(prices=prices, forwards=forwards, strikes=strikes, expiries=expiries,
+                              discount_factors=discount_factors, is_call=is_call)
+
+
 def _solve(prices, forwards, strikes, expiries, discount_factors, is_call):
-    """Implied vols in fixed-size chunks (padded with NaN prices), so the solver never recompiles."""
-    n = prices.size
-    size = max(_CHUNK, -(-n // _CHUNK) * _CHUNK)
-
-    def pad(a, fill):
-        out = np.full(size, fill, dtype=np.asarray(a).dtype)
-        out[:n] = a
-        return out.reshape(-1, _CHUNK)
-
-    inputs = (pad(prices, np.nan), pad(forwards, 1.0), pad(strikes, 1.0), pad(expiries, 1.0),
-              pad(discount_factors, 1.0), pad(is_call, True))
-    vols, reasons = [], []
-    for p, f, k, t, d, c in zip(*inputs):
-        v, r = implied_volatility(prices=p, forwards=f, strikes=k, expiries=t, discount_factors=d, is_call=c)
-        vols.append(np.asarray(v))
-        reasons.append(np.asarray(r))
-    return np.concatenate(vols)[:n], np.concatenate(reasons)[:n]
+    """Implied vols and reason codes in fixed-size chunks, so the solver compiles once."""
+    return map_chunks(_implied, [prices, forwards, strikes, expiries, discount_factors, is_call], chunk_size=_CHUNK)
 
 
 def _mid_reason(code: int, vol: float) -> str | None:

@@ -13,7 +13,7 @@ from shoals.arbitrage.checks import ArbitrageReport, check_arbitrage
 from shoals.arbitrage.repair import RepairReport, repair_surface
 from shoals.calibration.forwards import ExpiryForward, fit_forwards
 from shoals.calibration.smiles import build_smiles
-from shoals.calibration.svi import SVIFit, fit_svi
+from shoals.calibration.svi import SVIFit, fit_quality, fit_svi
 from shoals.errors import CalibrationError
 from shoals.market.curves import ZeroCurve
 from shoals.market.quotes import CleaningReport, QuoteTable, SmileData
@@ -41,7 +41,7 @@ class SurfaceCalibration:
     def fit_table(self) -> pd.DataFrame:
         """One row per expiry: forward, discount factor, quotes used, fit quality of the final surface
         (RMSE in vol points, share of fitted vols inside bid/ask), convergence and ATM vol."""
-        final = fit_quality(self.smiles, self.surface)
+        final = surface_fit_quality(self.smiles, self.surface)
         return pd.DataFrame({
             "expiry": self.smiles.expiries,
             "forward": self.smiles.forwards,
@@ -55,19 +55,12 @@ class SurfaceCalibration:
         })
 
 
-def fit_quality(smiles: SmileData, surface: VolSurface) -> dict:
-    """RMSE (vol points) of the surface's vols against the mid vols and the share inside [bid, ask] vol,
-    per slice (a missing bid vol counts as 0; quotes without an ask vol are left out of the share)."""
-    fitted = np.asarray(surface.implied_vol(jnp.asarray(smiles.log_moneyness), jnp.asarray(smiles.expiries)[:, None]))
-    mask = smiles.mask
-    error = np.where(mask, fitted - smiles.mid_vol, 0.0)
-    count = np.maximum(mask.sum(axis=1), 1)
-    rmse = 100.0 * np.sqrt((error ** 2).sum(axis=1) / count)
-    bid = np.where(np.isfinite(smiles.bid_vol), smiles.bid_vol, 0.0)
-    has_ask = mask & np.isfinite(smiles.ask_vol)
-    inside = has_ask & (fitted >= bid) & (fitted <= np.where(has_ask, smiles.ask_vol, np.inf))
-    share = inside.sum(axis=1) / np.maximum(has_ask.sum(axis=1), 1)
-    return {"rmse_vol_points": rmse, "inside_share": np.where(has_ask.any(axis=1), share, np.nan)}
+def surface_fit_quality(smiles: SmileData, surface: VolSurface) -> dict:
+    """:func:`shoals.calibration.svi.fit_quality` of ``surface`` on the quotes of ``smiles``."""
+    fitted = surface.implied_vol(jnp.asarray(smiles.log_moneyness), jnp.asarray(smiles.expiries)[:, None])
+    rmse, share = fit_quality(fitted, mid_vol=jnp.asarray(smiles.mid_vol), bid_vol=jnp.asarray(smiles.bid_vol),
+                              ask_vol=jnp.asarray(smiles.ask_vol), mask=jnp.asarray(smiles.mask))
+    return {"rmse_vol_points": np.asarray(rmse), "inside_share": np.asarray(share)}
 
 
 def repair_weights(smiles: SmileData, weighting: str):

@@ -498,20 +498,28 @@ def _fit_arrays(k, mid_vol, bid_vol, ask_vol, vega, mask, expiry, *, weighting, 
     a, b, rho, m, sigma = raw_from_unconstrained(x)
     w = svi_total_variance(log_moneyness=k, a=a[:, None], b=b[:, None], rho=rho[:, None], m=m[:, None],
                            sigma=sigma[:, None])
-    fitted = jnp.sqrt(w / expiry[:, None])
-    maskf = mask.astype(jnp.float64)
-    count = jnp.maximum(jnp.sum(maskf, axis=-1), 1.0)
-    rmse = 100.0 * jnp.sqrt(jnp.sum(maskf * (fitted - mid_vol) ** 2, axis=-1) / count)
-    lower = jnp.where(jnp.isfinite(bid_vol), bid_vol, 0.0)
-    has_ask = mask & jnp.isfinite(ask_vol)
-    inside = has_ask & (fitted >= lower) & (fitted <= jnp.where(has_ask, ask_vol, jnp.inf))
-    n_ask = jnp.sum(has_ask, axis=-1)
-    share = jnp.where(n_ask > 0, jnp.sum(inside, axis=-1) / jnp.maximum(n_ask, 1), jnp.nan)
+    rmse, share = fit_quality(jnp.sqrt(w / expiry[:, None]), mid_vol=mid_vol, bid_vol=bid_vol, ask_vol=ask_vol,
+                              mask=mask)
     report = partial(_min_density, uniform=_REPORT_UNIFORM, local=_REPORT_LOCAL, far=_REPORT_FAR,
                      roots=_REPORT_ROOTS)
     min_g = jnp.min(jax.vmap(report)(half_width, a, b, rho, m, sigma), axis=-1)
     return dict(a=a, b=b, rho=rho, m=m, sigma=sigma, rmse=rmse, inside=share, converged=s["converged"],
                 iterations=s["iterations"], min_g=min_g, half_width=half_width, cost=s["cost"])
+
+
+def fit_quality(fitted_vol, *, mid_vol, bid_vol, ask_vol, mask):
+    """Per slice (last axis = quotes): RMSE of fitted vs mid vol in vol points (x100) and the share of
+    quotes whose fitted vol lies in [bid vol, ask vol] (a missing bid vol counts as 0; quotes without an
+    ask vol are left out of the share, NaN when a slice has none).  jit-safe."""
+    maskf = mask.astype(jnp.float64)
+    count = jnp.maximum(jnp.sum(maskf, axis=-1), 1.0)
+    rmse = 100.0 * jnp.sqrt(jnp.sum(maskf * jnp.where(mask, fitted_vol - mid_vol, 0.0) ** 2, axis=-1) / count)
+    lower = jnp.where(jnp.isfinite(bid_vol), bid_vol, 0.0)
+    has_ask = mask & jnp.isfinite(ask_vol)
+    inside = has_ask & (fitted_vol >= lower) & (fitted_vol <= jnp.where(has_ask, ask_vol, jnp.inf))
+    n_ask = jnp.sum(has_ask, axis=-1)
+    share = jnp.where(n_ask > 0, jnp.sum(inside, axis=-1) / jnp.maximum(n_ask, 1), jnp.nan)
+    return rmse, share
 
 
 def _bucket(n: int, minimum: int = 8) -> int:
