@@ -8,11 +8,17 @@ import numpy as np
 from shoals.errors import InputError
 
 
-def concrete(value):
-    """``value`` as a NumPy array, or ``None`` when it is a JAX tracer (inside jit/grad/vmap)."""
-    if isinstance(value, jax.core.Tracer):
+def concrete(value, dtype=None):
+    """``value`` as a NumPy array, or ``None`` when it is ``None`` or a JAX tracer (inside jit/grad/vmap);
+    with a ``dtype``, also ``None`` when the value does not convert (a non-numeric pytree placeholder)."""
+    if value is None or isinstance(value, jax.core.Tracer):
         return None
-    return np.asarray(value)
+    if dtype is None:
+        return np.asarray(value)
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        return None
 
 
 def check_field(owner: str, name: str, value, *, positive=False, non_negative=False, finite=True):

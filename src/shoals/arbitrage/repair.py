@@ -55,7 +55,6 @@ from typing import Mapping
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import least_squares
 
 from shoals.arbitrage.checks import (DEFAULT_K_WIDTH, DEFAULT_POINTS, ArbitrageReport, check_arbitrage,
                                      refined_minima, slice_grids, svi_g_numpy)
@@ -437,6 +436,8 @@ class _SliceFit:
         """Penalty continuation from level ``first_level`` until the point constraints hold.  Returns
         (y, last result or None, function evaluations, level reached)."""
         levels = (1.0, 1e2, 1e4, 1e6, 1e8, 1e10)
+        from scipy.optimize import least_squares  # lazy: keeps scipy.optimize off `import shoals` (0.27 s)
+
         evaluations, result, level = 0, None, first_level
         for level in range(first_level, len(levels)):
             cache = {}

@@ -52,6 +52,7 @@ import numpy as np
 
 from shoals.errors import InputError
 from shoals._pytree import register_validated_pytree
+from shoals._validation import concrete
 from shoals.kernels.svi import svi_derivatives
 from shoals.market.svi import SVIParams
 
@@ -65,17 +66,6 @@ class SurfaceDerivatives(NamedTuple):
     dw_dk: jnp.ndarray
     d2w_dk2: jnp.ndarray
     dw_dt: jnp.ndarray
-
-
-def _concrete_float(value):
-    """``value`` as a float64 NumPy array, or None for tracers and non-numeric placeholders."""
-    if value is None or isinstance(value, jax.core.Tracer):
-        return None
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return array
 
 
 def interpolation_weights(*, times, expiries, side="right"):
@@ -124,7 +114,7 @@ class VolSurface:
     params: SVIParams
 
     def __post_init__(self):
-        expiries = _concrete_float(self.expiries)
+        expiries = concrete(self.expiries, np.float64)
         if expiries is None:
             return
         if expiries.ndim != 1 or expiries.shape[0] < 1:
@@ -138,7 +128,7 @@ class VolSurface:
         n = expiries.shape[0]
         values = {}
         for name in PARAM_NAMES:
-            value = _concrete_float(getattr(self.params, name))
+            value = concrete(getattr(self.params, name), np.float64)
             if value is None:
                 return
             if value.shape != (n,):
