@@ -39,3 +39,17 @@ def check_field(owner: str, name: str, value, *, positive=False, non_negative=Fa
             element = np.atleast_1d(array)[index]
             where = f" (element {index[0] if len(index) == 1 else index})" if array.ndim else ""
             raise InputError(f"{message}, got {element!r}{where}", field=f"{owner}.{name}", value=element)
+
+
+def check_positive_unless(owner: str, name: str, value, unless, *, reason: str):
+    """Raise :class:`InputError` naming ``owner.name`` if ``value`` is not > 0 where the mask ``unless`` is False."""
+    array, exempt = concrete(value, np.float64), concrete(unless, bool)
+    mask = None if exempt is None else ~exempt
+    if array is None or mask is None:
+        return
+    array, mask = np.broadcast_arrays(np.atleast_1d(array), np.atleast_1d(mask))
+    bad = mask & ~(array > 0)
+    if np.any(bad):
+        index = int(np.argmax(bad))
+        raise InputError(f"{reason}, got {float(array[index])!r}" + (f" (element {index})" if array.size > 1 else ""),
+                         field=f"{owner}.{name}", value=array[index])

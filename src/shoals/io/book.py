@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from shoals.errors import InputError
+from shoals.instruments import American, Asian, Barrier, Cliquet, European, Lookback
 
 INSTRUMENTS = ("european", "american", "barrier", "lookback", "asian", "cliquet")
 COMMON_KEYS = ("id", "instrument", "option_type", "strike", "maturity", "quantity", "notional")
@@ -165,7 +166,12 @@ def _validate_row(number: int, record: dict, valuation_date: _dt.date | None) ->
                                  row=number)
     except InputError as error:
         return BookRow(row=number, id=trade_id, fields=fields, error=str(error))
-    return BookRow(row=number, id=trade_id, fields=fields)
+    row = BookRow(row=number, id=trade_id, fields=fields)
+    try:
+        contract_of(row)
+    except InputError as error:
+        return BookRow(row=number, id=trade_id, fields=fields, error=str(error))
+    return row
 
 
 def read_book(path, *, valuation_date: _dt.date | str | None = None) -> list[BookRow]:
@@ -199,3 +205,62 @@ def read_book(path, *, valuation_date: _dt.date | str | None = None) -> list[Boo
                              row=number, source=str(path))
         seen[trade_id] = number
     return [_validate_row(number, record, valuation_date) for number, record in enumerate(records, 1)]
+
+
+def contract_of(row: BookRow):
+    """The instrument (a scalar contract of :mod:`shoals.instruments`) of a valid book row.
+
+    Defaults as in BOOK_SCHEMA.md; a lookback's missing ``running_extreme`` stays NaN (the spot at
+    pricing time).  Raises :class:`InputError` naming the row for a row with an error or a bad combination.
+    """
+    if row.error is not None:
+        raise InputError(row.error, row=row.row)
+    f = row.fields
+    is_call = f.get("option_type", "call") == "call"
+    nan = math.nan
+    try:
+        if row.instrument == "european":
+            return European(strike=f["strike"], maturity=f["maturity"], is_call=is_call)
+        if row.instrument == "american":
+            return American(strike=f["strike"], maturity=f["maturity"], is_call=is_call)
+        if row.instrument == "barrier":
+            for key in ("barrier", "barrier_type"):
+                if key not in f:
+                    raise InputError("required key is missing", field=key)
+            discrete = f.get("monitoring", "continuous") == "discrete"
+            if discrete != ("monitoring_dates" in f):
+                raise InputError("give monitoring_dates exactly when monitoring is discrete",
+                                 field="monitoring_dates")
+            knock_in = f["barrier_type"].endswith("in")
+            if knock_in and f.get("rebate_timing") == "hit":
+                raise InputError("an in-option's rebate is paid at maturity", field="rebate_timing")
+            return Barrier.of_type(f["barrier_type"], strike=f["strike"], maturity=f["maturity"],
+                                   barrier=f["barrier"], is_call=is_call, rebate=f.get("rebate", 0.0),
+                                   monitoring_dates=f.get("monitoring_dates", 0),
+                                   rebate_at_hit=f.get("rebate_timing", "hit") == "hit")
+        if row.instrument == "lookback":
+            floating = f.get("strike_type", "floating") == "floating"
+            if floating and "strike" in f:
+                raise InputError("a floating-strike lookback has no strike; leave it empty", field="strike")
+            return Lookback(maturity=f["maturity"], strike=f.get("strike", nan), is_call=is_call,
+                            floating=floating, running_extreme=f.get("running_extreme", nan))
+        if row.instrument == "asian":
+            if "fixings" not in f:
+                raise InputError("required key is missing", field="fixings")
+            floating = f.get("strike_type", "fixed") == "floating"
+            if floating and "strike" in f:
+                raise InputError("a floating-strike Asian has no strike; leave it empty", field="strike")
+            return Asian(maturity=f["maturity"], fixings=f["fixings"], strike=f.get("strike", nan),
+                         is_call=is_call, geometric=f.get("average", "arithmetic") == "geometric",
+                         floating=floating)
+        if "resets" not in f:
+            raise InputError("required key is missing", field="resets")
+        if "strike" in f:
+            raise InputError("a cliquet has no strike (use moneyness); leave it empty", field="strike")
+        return Cliquet(maturity=f["maturity"], resets=f["resets"], is_call=is_call,
+                       moneyness=f.get("moneyness", 1.0), local_floor=f.get("local_floor", 0.0),
+                       local_cap=f.get("local_cap", math.inf), global_floor=f.get("global_floor", -math.inf),
+                       global_cap=f.get("global_cap", math.inf), pay_per_period=f.get("payment") == "period")
+    except InputError as error:
+        field = error.field.split(".")[-1] if error.field else None
+        raise InputError(error.reason, field=field, row=row.row, value=error.value) from None
