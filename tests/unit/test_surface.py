@@ -205,3 +205,18 @@ def test_invalid_surfaces_are_rejected(changes, field):
 def test_parameter_shape_must_match_expiries():
     with pytest.raises(InputError, match="shape"):
         VolSurface(expiries=jnp.asarray([0.25, 0.5]), params=SVIParams(*(jnp.asarray([0.1]) for _ in range(5))))
+
+
+def test_shifted_surface_derivatives_match_autodiff():
+    from shoals.market.surface import ShiftedSurface
+
+    t = np.array([0.25, 0.5, 1.0, 2.0])
+    base = VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0, sigma=0.2 * np.sqrt(t))
+    shifted = ShiftedSurface(base=base, shift=0.013)
+    k, times = jnp.array([-0.4, -0.1, 0.0, 0.3]), jnp.array([0.3, 0.7, 1.2, 2.5])
+    d = shifted.derivatives(k, times)
+    w = shifted.total_variance
+    np.testing.assert_allclose(d.dw_dk, jax.vmap(jax.grad(w, 0))(k, times), atol=1e-14)
+    np.testing.assert_allclose(d.d2w_dk2, jax.vmap(jax.grad(jax.grad(w, 0), 0))(k, times), atol=1e-13)
+    np.testing.assert_allclose(d.dw_dt, jax.vmap(jax.grad(w, 1))(k, times), atol=1e-14)
+    np.testing.assert_allclose(jnp.sqrt(d.w / times), base.implied_vol(k, times) + 0.013, rtol=1e-14)

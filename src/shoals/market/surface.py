@@ -225,3 +225,44 @@ def _implied_vol(expiries, params, log_moneyness, times):
     safe_t = jnp.where(positive, t, expiries[0])
     w = _derivatives(expiries, params, k, safe_t).w
     return jnp.sqrt(jnp.maximum(w, 0.0) / safe_t)
+
+
+@register_validated_pytree
+@dataclass(frozen=True)
+class ShiftedSurface:
+    """A surface whose implied vols are those of ``base`` shifted by ``shift`` (absolute, 0.01 = 1 point):
+    sigma'(k, t) = sigma(k, t) + h, i.e. w' = w + 2 h sqrt(w t) + h^2 t.
+
+    Derivatives by the chain rule with g = sqrt(w t): g_k = t w_k / (2g), g_kk = t w_kk / (2g) - t^2 w_k^2 /
+    (4 g^3), g_t = (w + t w_t) / (2g); w'_k = w_k + 2h g_k, w'_kk = w_kk + 2h g_kk, w'_t = w_t + 2h g_t + h^2.
+    Used for vega as a parallel bump of the implied surface (BOOK_SCHEMA.md) with the local vol rebuilt.
+
+    Validation: tests/unit/test_surface.py::test_shifted_surface_derivatives_match_autodiff.
+    """
+
+    base: object
+    shift: jax.Array | float
+
+    @property
+    def expiries(self):
+        return self.base.expiries
+
+    def derivatives(self, log_moneyness, times, *, side: str = "right") -> SurfaceDerivatives:
+        d = self.base.derivatives(log_moneyness, times, side=side)
+        t = jnp.broadcast_to(jnp.asarray(times, dtype=jnp.float64), jnp.shape(d.w))
+        h = jnp.asarray(self.shift, dtype=jnp.float64)
+        wt = jnp.maximum(d.w * t, 0.0)
+        positive = wt > 0.0
+        g = jnp.sqrt(jnp.where(positive, wt, 1.0))
+        g_k = jnp.where(positive, t * d.dw_dk / (2.0 * g), 0.0)
+        g_kk = jnp.where(positive, t * d.d2w_dk2 / (2.0 * g) - (t * d.dw_dk) ** 2 / (4.0 * g ** 3), 0.0)
+        g_t = jnp.where(positive, (d.w + t * d.dw_dt) / (2.0 * g), 0.0)
+        return SurfaceDerivatives(w=d.w + 2.0 * h * jnp.where(positive, g, 0.0) + h * h * t,
+                                  dw_dk=d.dw_dk + 2.0 * h * g_k, d2w_dk2=d.d2w_dk2 + 2.0 * h * g_kk,
+                                  dw_dt=d.dw_dt + 2.0 * h * g_t + h * h)
+
+    def total_variance(self, log_moneyness, times):
+        return self.derivatives(log_moneyness, times).w
+
+    def implied_vol(self, log_moneyness, times):
+        return self.base.implied_vol(log_moneyness, times) + self.shift

@@ -1,0 +1,3 @@
+"""Finite-difference pricers of European, American and barrier options (see finite_difference.py)."""
+
+PRICERS = {}
