@@ -13,7 +13,7 @@ _jax.config.update("jax_enable_x64", True)
 
 from shoals import data  # noqa: E402,F401
 from shoals.errors import ArbitrageError, CalibrationError, InputError, ShoalsError, UnsupportedError  # noqa: E402
-from shoals.instruments import European  # noqa: E402
+from shoals.instruments import American, Asian, Barrier, Cliquet, European, Lookback  # noqa: E402
 from shoals.kernels.black_scholes import (  # noqa: E402
     black_scholes_greeks, black_scholes_greeks_autodiff, black_scholes_price)
 from shoals.kernels.implied_vol import REASONS as IMPLIED_VOL_REASONS  # noqa: E402
@@ -32,13 +32,16 @@ from shoals.calibration.surface import calibrate_surface  # noqa: E402
 from shoals.calibration.svi import fit_svi  # noqa: E402
 from shoals.io.market import read_market, write_market  # noqa: E402
 from shoals.io.quotes import read_forwards, read_quotes  # noqa: E402
-from shoals.methods import ClosedForm, MonteCarlo, price  # noqa: E402
+from shoals.methods import ClosedForm, FiniteDifference, MonteCarlo, price  # noqa: E402
+from shoals.io.book import read_book  # noqa: E402
+from shoals.risk.book import Auto, price_book  # noqa: E402
 from shoals.results import PriceResult  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArbitrageError", "CalibrationError", "ClosedForm", "European", "FlatMarket", "IMPLIED_VOL_REASONS",
+    "American", "ArbitrageError", "Asian", "Auto", "Barrier", "CalibrationError", "Cliquet", "ClosedForm", "European",
+    "FiniteDifference", "Lookback", "price_book", "read_book", "FlatMarket", "IMPLIED_VOL_REASONS",
     "InputError", "LocalVolGrid", "MarketSnapshot", "MonteCarlo", "PriceResult", "SVIParams", "ShoalsError",
     "UnsupportedError", "VolSurface", "ZeroCurve", "black_scholes_greeks", "black_scholes_greeks_autodiff",
     "black_scholes_price", "build_local_vol", "build_smiles", "calibrate_surface", "check_arbitrage",

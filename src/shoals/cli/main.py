@@ -21,7 +21,9 @@ _SHOWN_ROWS = 20
 
 
 class Method(str, Enum):
+    auto = "auto"
     closed_form = "closed-form"
+    finite_difference = "finite-difference"
     monte_carlo = "monte-carlo"
 
 
@@ -71,7 +73,13 @@ def price(
     book: Optional[Path] = typer.Argument(
         None, help="Book file (CSV, Parquet or JSON; see BOOK_SCHEMA.md). Default: the embedded SPX example."),
     out: Path = typer.Option(Path("results.csv"), "--out", "-o", help="Results file (.csv, .parquet or .json)."),
-    method: Method = typer.Option(Method.closed_form, "--method", "-m", help="Pricing method."),
+    method: Method = typer.Option(
+        Method.auto, "--method", "-m",
+        help="Pricing method; auto: closed form for Europeans on flat markets, finite differences for the rest, "
+             "Monte Carlo where the PDE declines a trade."),
+    market: Optional[Path] = typer.Option(
+        None, "--market", help="Market file (JSON, as written by `shoals calibrate`): price the whole book under its "
+                               "Dupire local vol instead of per-row flat markets."),
     paths: int = typer.Option(100_000, "--paths", min=2, help="Monte Carlo paths per trade."),
     seed: int = typer.Option(0, "--seed", help="Monte Carlo seed (draws depend on seed and trade id only)."),
     antithetic: bool = typer.Option(False, "--antithetic/--no-antithetic", help="Antithetic variates (MC)."),
@@ -79,27 +87,31 @@ def price(
         None, "--valuation-date", help="ISO date; converts a maturity_date column to year fractions (ACT/365F)."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 1 if any trade failed."),
 ) -> None:
-    """Price every trade of BOOK on its per-row flat market and write one result row per trade.
+    """Price every trade of BOOK (per-row flat markets, or --market) and write one result row per trade.
 
     Output columns: id, price, npv, delta, gamma, vega, theta, rho, std_error, method, status.
     A trade that fails gets its error in `status`; the rest of the book completes.
     """
     from shoals.errors import InputError
     from shoals.io import read_book, write_results
-    from shoals.methods import ClosedForm, MonteCarlo
-    from shoals.risk import price_book
+    from shoals.io import read_market
+    from shoals.methods import ClosedForm, FiniteDifference, MonteCarlo
+    from shoals.risk import Auto, price_book
 
     _enable_compilation_cache()
     source = book if book is not None else _example_book()
     started = time.perf_counter()
     try:
         rows = read_book(source, valuation_date=valuation_date)
-        pricer = (ClosedForm() if method is Method.closed_form
-                  else MonteCarlo(paths=paths, seed=seed, antithetic=antithetic))
+        snapshot = read_market(market) if market is not None else None
+        monte_carlo = MonteCarlo(paths=paths, seed=seed, antithetic=antithetic)
+        pricer = {Method.auto: Auto(methods=(ClosedForm(), FiniteDifference(), monte_carlo)),
+                  Method.closed_form: ClosedForm(), Method.finite_difference: FiniteDifference(),
+                  Method.monte_carlo: monte_carlo}[method]
     except (InputError, ValueError) as error:
         _fail(str(error))
     with console.status(f"pricing {len(rows)} trades with {pricer.name}..."):
-        results = price_book(rows, pricer)
+        results = price_book(rows, pricer, market=snapshot)
     elapsed = time.perf_counter() - started
     try:
         written = write_results(results, out)

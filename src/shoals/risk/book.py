@@ -1,92 +1,162 @@
-"""Pricing a book of trades with per-trade failure isolation; the table behind ``shoals price``."""
+"""Pricing a book of trades with per-trade failure isolation; the table behind ``shoals price``.
+
+Trades are grouped by instrument type and priced in one batched call per group.  The market is either
+per row (flat Black-Scholes: ``spot``, ``rate``, ``vol``, optional ``dividend``) or one
+:class:`~shoals.market.snapshot.MarketSnapshot` for the whole book (Dupire local vol, the grid built once
+and shared by every method).  The method is one pricing method or :class:`Auto`, which takes for each
+group the first method of its list that supports it and falls back to the next one when a method
+declines a trade (e.g. a cliquet with global floor/cap, priced by Monte Carlo).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from shoals.errors import ShoalsError
-from shoals.instruments import European
-from shoals.io.book import BookRow
+from shoals.errors import ShoalsError, UnsupportedError
+from shoals.instruments import stack
+from shoals.io.book import BookRow, contract_of
 from shoals.market import FlatMarket
-from shoals.methods import MonteCarlo, stream_of
+from shoals.market.local_vol import build_local_vol
+from shoals.market.snapshot import MarketSnapshot
+from shoals.methods import ClosedForm, FiniteDifference, MonteCarlo, stream_of
 from shoals.results import GREEK_NAMES
 
 OUTPUT_COLUMNS = ("id", "price", "npv", "delta", "gamma", "vega", "theta", "rho", "std_error", "method",
                   "status")
+_ROW_MARKET = ("spot", "rate", "vol", "dividend")
 _REQUIRED_MARKET = ("spot", "rate", "vol")
 
 
-def _row_problem(row: BookRow, method) -> str | None:
+@dataclass(frozen=True)
+class Auto:
+    """Per instrument group, the first of ``methods`` that supports it (closed form for Europeans on a flat
+    market, finite differences for the rest, Monte Carlo where the PDE declines a trade)."""
+
+    methods: tuple = field(default_factory=lambda: (ClosedForm(), FiniteDifference(), MonteCarlo()))
+
+    name = "auto"
+
+
+def _row_problem(row: BookRow, snapshot) -> str | None:
     if row.error is not None:
         return row.error
-    if row.instrument != "european":
-        return (f"row {row.row}: instrument '{row.instrument}' is not priced by {method.name} in this "
-                f"version (European only); the trade is skipped")
+    given = [key for key in _ROW_MARKET if key in row.fields]
+    if snapshot is not None:
+        if given:
+            return (f"row {row.row}: per-row market field(s) {', '.join(given)} given with a market file; "
+                    f"leave them empty (the book is priced on the market file)")
+        return None
     missing = [key for key in _REQUIRED_MARKET if key not in row.fields]
     if missing:
         return (f"row {row.row}: no market for the trade: field(s) {', '.join(missing)} missing "
-                f"(give spot, rate, vol and optionally dividend per row)")
+                f"(give spot, rate, vol and optionally dividend per row, or a market file)")
     return None
 
 
-def _batch(rows: list[BookRow]):
+def _market_of(rows: list[BookRow], snapshot):
+    if snapshot is not None:
+        return snapshot
     column = lambda key, default=None: np.array([r.fields.get(key, default) for r in rows], dtype=np.float64)  # noqa: E731
-    instrument = European(strike=column("strike"), maturity=column("maturity"),
-                          is_call=np.array([r.fields["option_type"] == "call" for r in rows]))
-    market = FlatMarket(spot=column("spot"), rate=column("rate"), vol=column("vol"),
-                        dividend=column("dividend", 0.0))
-    return instrument, market
+    return FlatMarket(spot=column("spot"), rate=column("rate"), vol=column("vol"), dividend=column("dividend", 0.0))
 
 
-def _price_rows(rows: list[BookRow], method) -> pd.DataFrame:
-    instrument, market = _batch(rows)
-    options = {"streams": [stream_of(r.id) for r in rows]} if isinstance(method, MonteCarlo) else {}
+def _price_rows(rows: list[BookRow], method, snapshot, local_vol) -> pd.DataFrame:
+    instrument = stack([contract_of(r) for r in rows])
+    market = _market_of(rows, snapshot)
+    options = {}
+    if isinstance(method, MonteCarlo):
+        options["streams"] = [stream_of(r.id) for r in rows]
+    if snapshot is not None and not isinstance(method, ClosedForm):
+        options["local_vol"] = local_vol
     result = method.price(instrument, market, **options)
     frame = pd.DataFrame({"price": np.atleast_1d(result.value)})
     for name in GREEK_NAMES:
         frame[name] = np.atleast_1d(result.greeks.get(name, np.full(len(rows), np.nan)))
     frame["std_error"] = (np.atleast_1d(result.std_error) if result.std_error is not None
                           else np.full(len(rows), np.nan))
+    frame["method"] = method.name
     return frame
 
 
-def price_book(rows: list[BookRow], method, *, progress=None) -> pd.DataFrame:
-    """Price every valid European row of a book (one batched kernel call); returns the output table.
+def _candidates(method, instrument, market):
+    if not isinstance(method, Auto):
+        return [method]
+    return [m for m in method.methods if m.supports(instrument, market)]
 
-    Columns as in BOOK_SCHEMA.md: ``id, price, npv, delta, gamma, vega, theta, rho, std_error, method,
-    status`` with ``npv = price * quantity * notional`` and Greeks per unit of underlying.  A row that
-    cannot be priced keeps its id, gets the reason in ``status`` and empty numbers; if the batched call
-    fails, rows are priced one by one so that only the failing ones are marked.
+
+def price_book(rows: list[BookRow], method, *, market: MarketSnapshot | None = None, local_vol=None,
+               progress=None) -> pd.DataFrame:
+    """Price every valid row of a book; returns the output table of BOOK_SCHEMA.md.
+
+    Columns ``id, price, npv, delta, gamma, vega, theta, rho, std_error, method, status`` with
+    ``npv = price * quantity * notional`` and Greeks per unit of underlying.  ``market``: one snapshot for
+    the whole book (its local vol grid built once, or ``local_vol``), else each row's flat market.  Rows
+    are priced in one batched call per instrument type; a row that cannot be priced keeps its id, gets
+    the reason in ``status`` and empty numbers; if a batched call fails, the group is split in halves
+    until only the failing rows are marked, so one bad trade never sinks the book.  With :class:`Auto`,
+    a group the first method declines (:class:`UnsupportedError`) goes to the next method.
     ``progress`` (optional) is called with the number of rows finished.
     """
-    out = pd.DataFrame({"id": [r.id for r in rows], "method": method.name, "status": "ok"})
+    out = pd.DataFrame({"id": [r.id for r in rows], "method": getattr(method, "name", ""), "status": "ok"})
     for name in OUTPUT_COLUMNS[1:-2]:
         out[name] = np.nan
-    problems = [_row_problem(r, method) for r in rows]
+    problems = [_row_problem(r, market) for r in rows]
     for index, problem in enumerate(problems):
         if problem is not None:
             out.loc[index, "status"] = f"error: {problem}"
     priceable = [i for i, problem in enumerate(problems) if problem is None]
-    groups = [priceable]
-    while groups:
-        group = groups.pop()
-        if not group:
+    if market is not None and priceable and local_vol is None and not isinstance(method, ClosedForm):
+        horizon = max(max(rows[i].fields["maturity"] for i in priceable),
+                      float(np.asarray(market.surface.expiries)[-1]))
+        local_vol, _ = build_local_vol(market, t_max=horizon)
+    by_type: dict[str, list[int]] = {}
+    for i in priceable:
+        by_type.setdefault(rows[i].instrument, []).append(i)
+    for members in by_type.values():
+        sample = contract_of(rows[members[0]])
+        candidates = _candidates(method, sample, _market_of([rows[members[0]]], market))
+        if not candidates:
+            for i in members:
+                out.loc[i, "status"] = (f"error: row {rows[i].row}: no method prices a {rows[i].instrument} "
+                                        f"on this market with {method.name}")
             continue
-        try:
-            frame = _price_rows([rows[i] for i in group], method)
-        except ShoalsError as error:
-            if len(group) == 1:
-                out.loc[group[0], "status"] = f"error: row {rows[group[0]].row}: {error}"
-                continue
-            groups.extend([group[:len(group) // 2], group[len(group) // 2:]])
-            continue
-        for column in frame.columns:
-            out.loc[group, column] = frame[column].to_numpy()
-        if progress is not None:
-            progress(len(group))
+        _price_group(rows, members, candidates, market, local_vol, out, progress)
     scale = np.array([r.quantity * r.notional for r in rows], dtype=np.float64)
     out["npv"] = out["price"].to_numpy(dtype=np.float64) * scale
     bad_value = (out["status"] == "ok") & ~np.isfinite(out["price"].to_numpy(dtype=np.float64))
     out.loc[bad_value, "status"] = "error: the method returned a non-finite price"
     return out[list(OUTPUT_COLUMNS)]
+
+
+def _price_group(rows, members, candidates, market, local_vol, out, progress):
+    """Price ``members`` (row indices of one instrument type) with the first candidate method, splitting on
+    errors and handing trades a method declines to the next candidate."""
+    groups = [(members, 0)]
+    while groups:
+        group, level = groups.pop()
+        if not group:
+            continue
+        method = candidates[level]
+        try:
+            frame = _price_rows([rows[i] for i in group], method, market, local_vol)
+        except UnsupportedError as error:
+            if len(group) > 1:
+                groups.extend([(group[:len(group) // 2], level), (group[len(group) // 2:], level)])
+            elif level + 1 < len(candidates):
+                groups.append((group, level + 1))
+            else:
+                out.loc[group[0], "status"] = f"error: row {rows[group[0]].row}: {error}"
+            continue
+        except ShoalsError as error:
+            if len(group) == 1:
+                out.loc[group[0], "status"] = f"error: row {rows[group[0]].row}: {error}"
+                continue
+            groups.extend([(group[:len(group) // 2], level), (group[len(group) // 2:], level)])
+            continue
+        for column in frame.columns:
+            out.loc[group, column] = frame[column].to_numpy()
+        if progress is not None:
+            progress(len(group))
