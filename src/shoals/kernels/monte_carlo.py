@@ -7,6 +7,11 @@ uniform u = (floor(bits / 2^11) + 1/2) 2^-53 in (0, 1) and the normal z = N^{-1}
 depends only on (seed, trade, i): never on how samples are split into blocks, chunks, processes or
 machines.
 
+Path draws.  A path sample needs one normal per time step (and, for lookbacks, one uniform per step):
+the draw of step j for sample i uses the counter with high word j (normals) or 2^31 + j (uniforms) and
+low word i (:func:`step_normals`, :func:`step_uniforms`), so it depends only on (seed, trade, i, j);
+step 0 of a path is the European draw of the same sample (i < 2^32 samples per trade).
+
 Blocks.  Samples are reduced in fixed blocks of :data:`BLOCK_SAMPLES` by a pairwise tree of
 elementwise adds (:func:`tree_sum`: the same rounding whatever the batch or chunk shape).  Each block returns its count, mean and sum of squared deviations (and, optionally, pathwise
 Greek sums); blocks are combined in block order by :func:`combine_block_stats`.  Any grouping of
@@ -50,6 +55,30 @@ def counter_uniforms(key, counters):
 def counter_normals(key, counters):
     """Standard normals N^{-1}(u) of :func:`counter_uniforms`; shape of ``counters``."""
     return ndtri(counter_uniforms(key, counters))
+
+
+_UNIFORM_WORD = 1 << 31
+
+
+def _word_uniforms(key, high, low):
+    """Uniforms from Threefry-2x32(key, (high, low)) for 32-bit words ``high`` (broadcast) and ``low``."""
+    low = jnp.asarray(low, dtype=jnp.uint32)
+    high = jnp.broadcast_to(jnp.asarray(high, dtype=jnp.uint32), low.shape)
+    n = low.size
+    mixed = threefry_2x32(key, jnp.concatenate([high.ravel(), low.ravel()]))
+    bits = (mixed[:n].astype(jnp.uint64) << 32) | mixed[n:].astype(jnp.uint64)
+    return (((bits >> 11).astype(jnp.float64) + 0.5) * _TWO_TO_MINUS_53).reshape(low.shape)
+
+
+def step_normals(key, step, samples):
+    """Normals of time step ``step`` (scalar) for sample indices ``samples``: counter (step, sample)."""
+    return ndtri(_word_uniforms(key, step, samples))
+
+
+def step_uniforms(key, step, samples):
+    """Uniforms in (0, 1) of time step ``step`` for ``samples``: counter (2^31 + step, sample), a stream
+    disjoint from :func:`step_normals` (used to sample the Brownian-bridge extreme of a step)."""
+    return _word_uniforms(key, jnp.asarray(step, dtype=jnp.uint32) + jnp.uint32(_UNIFORM_WORD), samples)
 
 
 def tree_sum(values):
@@ -169,3 +198,34 @@ def combine_block_stats(counts, means, m2s):
     mean = ordered_sum(counts * means) / total
     m2 = ordered_sum(m2s) + ordered_sum(counts * (means - mean[..., None]) ** 2)
     return mean, jnp.sqrt(m2 / jnp.maximum(total - 1.0, 1.0) / total)
+
+
+def block_moments(values, controls, valid):
+    """(count, mean_x, mean_c, M_xx, M_cc, M_xc) of one block along the last axis (a power of two):
+    means and centred co-moments of the samples ``values`` and control variates ``controls`` where ``valid``."""
+    count = jnp.sum(valid, axis=-1).astype(jnp.float64)
+    safe = jnp.maximum(count, 1.0)
+    x = jnp.where(valid, values, 0.0)
+    c = jnp.where(valid, controls, 0.0)
+    mean_x = tree_sum(x) / safe
+    mean_c = tree_sum(c) / safe
+    dx = jnp.where(valid, x - mean_x[..., None], 0.0)
+    dc = jnp.where(valid, c - mean_c[..., None], 0.0)
+    return jnp.stack([count, mean_x, mean_c, tree_sum(dx * dx), tree_sum(dc * dc), tree_sum(dx * dc)], axis=-1)
+
+
+@jax.jit
+def combine_block_moments(moments):
+    """Pool per-block moments (..., blocks, 6) of :func:`block_moments` in block order (Chan, Golub &
+    LeVeque 1979, extended to the co-moment): returns (..., 6) = (N, mean_x, mean_c, M_xx, M_cc, M_xc)."""
+    moments = jnp.moveaxis(jnp.asarray(moments, dtype=jnp.float64), -2, -1)
+    count, mean_x, mean_c, m_xx, m_cc, m_xc = (moments[..., k, :] for k in range(6))
+    total = ordered_sum(count)
+    safe = jnp.maximum(total, 1.0)
+    pooled_x = ordered_sum(count * mean_x) / safe
+    pooled_c = ordered_sum(count * mean_c) / safe
+    dx = mean_x - pooled_x[..., None]
+    dc = mean_c - pooled_c[..., None]
+    return jnp.stack([total, pooled_x, pooled_c, ordered_sum(m_xx) + ordered_sum(count * dx * dx),
+                      ordered_sum(m_cc) + ordered_sum(count * dc * dc),
+                      ordered_sum(m_xc) + ordered_sum(count * dx * dc)], axis=-1)
