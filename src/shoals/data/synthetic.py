@@ -4,7 +4,8 @@ generated with the same random draws, in Shoals' file formats (quotes and BOOK_S
 Market (``seed_quotes``): spot 100, rate 4 %, no dividend, expiries 0.25-5 y, 15 strikes per expiry at
 log-moneyness -0.40 ... 0.40 of the forward; vol smile atm + skew k + kurt k^2 with atm = 0.20 +
 0.05 e^{-T/0.5} + U(-0.01, 0.01), skew = -0.05 e^{-T}, kurt = 0.02 e^{-T/2}; bid/ask vols mid -+ U(0.002,
-0.008) (bid floored at 2 %); quoted as Black prices of the out-of-the-money side (puts below the forward).
+0.008) (bid floored at 2 %); quoted as Black prices of a call and a put at every strike (the seed kept the
+out-of-the-money side only; both sides let put-call parity identify the forwards, as on a real chain).
 
 Book (``seed_book``): the seed's trade generator, draw for draw, mapped to real contracts:
 
@@ -44,8 +45,8 @@ def seed_quotes(*, spot: float = 100.0, rate: float = 0.04, expiries=SEED_EXPIRI
         for k in np.linspace(-0.40, 0.40, n_strikes):
             mid = max(atm + skew * k + kurt * k ** 2, 0.05)
             half = rng.uniform(0.002, 0.008)
-            records.append((expiry, forward * np.exp(k), "call" if k >= 0 else "put", max(mid - half, 0.02),
-                            mid + half, mid))
+            for option_type in ("call", "put"):
+                records.append((expiry, forward * np.exp(k), option_type, max(mid - half, 0.02), mid + half, mid))
     table = pd.DataFrame.from_records(records, columns=["expiry_years", "strike", "option_type", "bid_vol",
                                                        "ask_vol", "mid_iv"])
     is_call = (table["option_type"] == "call").to_numpy()
