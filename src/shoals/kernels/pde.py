@@ -176,32 +176,51 @@ def _linear_weights(x, end):
 
 
 def theta_step(values, *, x, half_variance, drift, rate, dt, theta, lower_value, upper_value,
-               lower_dirichlet, upper_dirichlet):
+               lower_dirichlet, upper_dirichlet, lower_node=None, upper_node=None, lower_weights=None,
+               upper_weights=None):
     """One backward step of length ``dt`` (batch,) from V^{n+1} = ``values`` (batch, n) to V^n.
 
     ``half_variance`` (batch, n) is a = sigma^2 / 2 at the step's mid-time; ``drift`` mu = r - q, ``rate``
     r and ``theta`` are (batch,); Dirichlet sides (``*_dirichlet`` (batch,) bools) take ``*_value`` (batch,)
-    at the new time level, the others are linear in S.
+    at the new time level, the others are linear in S, or, where ``*_weights`` = (w1, w2, w0) (each
+    (batch,)) is given, V_end = w1 V_next + w2 V_nextnext + w0 at the new time level (a Robin/Neumann
+    condition discretised one-sidedly, e.g. the lookback's dV/dM = 0 on the diagonal).
+
+    ``lower_node`` / ``upper_node`` (batch,) ints (optional) move a Dirichlet side inside the grid: nodes
+    i <= ``lower_node`` (i >= ``upper_node``) are held at ``lower_value`` (``upper_value``) by identity rows,
+    so a barrier on an interior node is an exact Dirichlet boundary and the solution beyond it is decoupled
+    (knock-out legs on the same nodes as the vanilla they are compared with).  Defaults: the end nodes.
     """
     lower, diag, upper = space_operator(x, half_variance, drift, rate)
     explicit = lower * values[:, :-2] + diag * values[:, 1:-1] + upper * values[:, 2:]
     rhs = values[:, 1:-1] + ((1.0 - theta) * dt)[:, None] * explicit
     step = (theta * dt)[:, None]
     a_lower, a_diag, a_upper = -step * lower, 1.0 - step * diag, -step * upper
-    w1_low, w2_low = _linear_weights(x, 0)
-    w1_up, w2_up = _linear_weights(x, -1)
+    w1_low, w2_low, w0_low = (*_linear_weights(x, 0), 0.0) if lower_weights is None else lower_weights
+    w1_up, w2_up, w0_up = (*_linear_weights(x, -1), 0.0) if upper_weights is None else upper_weights
     # First interior row: V_0 known (Dirichlet) or V_0 = w1 V_1 + w2 V_2 (linear in S).
     first_l = a_lower[:, 0]
-    rhs = rhs.at[:, 0].add(jnp.where(lower_dirichlet, -first_l * lower_value, 0.0))
+    rhs = rhs.at[:, 0].add(-first_l * jnp.where(lower_dirichlet, lower_value, w0_low))
     a_diag = a_diag.at[:, 0].add(jnp.where(lower_dirichlet, 0.0, first_l * w1_low))
     a_upper = a_upper.at[:, 0].add(jnp.where(lower_dirichlet, 0.0, first_l * w2_low))
     last_u = a_upper[:, -1]
-    rhs = rhs.at[:, -1].add(jnp.where(upper_dirichlet, -last_u * upper_value, 0.0))
+    rhs = rhs.at[:, -1].add(-last_u * jnp.where(upper_dirichlet, upper_value, w0_up))
     a_diag = a_diag.at[:, -1].add(jnp.where(upper_dirichlet, 0.0, last_u * w1_up))
     a_lower = a_lower.at[:, -1].add(jnp.where(upper_dirichlet, 0.0, last_u * w2_up))
+    if lower_node is not None or upper_node is not None:
+        index = jnp.arange(1, values.shape[1] - 1)[None, :]
+        held_low = (jnp.asarray(lower_dirichlet)[:, None] & (index <= lower_node[:, None])
+                    if lower_node is not None else jnp.zeros_like(index, dtype=bool))
+        held_high = (jnp.asarray(upper_dirichlet)[:, None] & (index >= upper_node[:, None])
+                     if upper_node is not None else jnp.zeros_like(index, dtype=bool))
+        held = held_low | held_high
+        rhs = jnp.where(held_low, lower_value[:, None], jnp.where(held_high, upper_value[:, None], rhs))
+        a_lower = jnp.where(held, 0.0, a_lower)
+        a_diag = jnp.where(held, 1.0, a_diag)
+        a_upper = jnp.where(held, 0.0, a_upper)
     inner = thomas(a_lower, a_diag, a_upper, rhs)
-    low = jnp.where(lower_dirichlet, lower_value, w1_low * inner[:, 0] + w2_low * inner[:, 1])
-    high = jnp.where(upper_dirichlet, upper_value, w1_up * inner[:, -1] + w2_up * inner[:, -2])
+    low = jnp.where(lower_dirichlet, lower_value, w1_low * inner[:, 0] + w2_low * inner[:, 1] + w0_low)
+    high = jnp.where(upper_dirichlet, upper_value, w1_up * inner[:, -1] + w2_up * inner[:, -2] + w0_up)
     return jnp.concatenate([low[:, None], inner, high[:, None]], axis=1)
 
 
@@ -221,16 +240,23 @@ class Steps(NamedTuple):
     upper_value: jax.Array
 
 
-@partial(jax.jit, static_argnames=("event", "checkpoint"))
+@partial(jax.jit, static_argnames=("event", "boundary", "checkpoint"))
 def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet, upper_dirichlet,
-                   event=None, event_data=None, checkpoint=False):
+                   event=None, event_data=None, checkpoint=False, lower_node=None, upper_node=None,
+                   event_constants=None, boundary=None):
     """Step ``terminal`` values (batch, n) on grids ``x`` (batch, n) back through ``steps``; returns V at
     the end of the last step (t = 0 for grids built by :func:`time_steps`).
 
     ``event(values, data, step_index) -> values`` (static; optional) is applied after each step with that
     step's slice of ``event_data`` (a pytree with leading axis steps): early-exercise projection, discrete
     barrier monitoring, jump conditions at fixings.  ``checkpoint`` rematerialises each step under
-    reverse-mode AD (memory O(batch n) instead of O(steps batch n)).
+    reverse-mode AD (memory O(batch n) instead of O(steps batch n)).  ``lower_node`` / ``upper_node``
+    (batch,) put Dirichlet sides on interior nodes (see :func:`theta_step`).  ``event_constants`` (a pytree,
+    optional) is passed unsliced to the event as a fourth argument, ``event(values, data, step_index,
+    constants)``: per-node data that does not change with time (exercise values, barrier weights) without
+    repeating it for every step.  ``boundary(values, data, step_index, constants) -> (lower_weights,
+    upper_weights)`` (static; optional) gives each step the side weights of :func:`theta_step` from the
+    values at the step's later end (a lagged Robin condition; None for a side keeps it linear in S).
     """
     spot_cells = _cell(vol.spots, jnp.exp(x))
 
@@ -238,12 +264,15 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
         index, step, data = inputs
         mid = step.start - 0.5 * step.dt
         half_variance = 0.5 * _table_variance(vol, mid, spot_cells)
+        weights = (None, None) if boundary is None else boundary(values, data, index, event_constants)
         values = theta_step(values, x=x, half_variance=half_variance, drift=step.drift, rate=step.rate,
                             dt=step.dt, theta=step.theta, lower_value=step.lower_value,
                             upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
-                            upper_dirichlet=upper_dirichlet)
+                            upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
+                            lower_weights=weights[0], upper_weights=weights[1])
         if event is not None:
-            values = event(values, data, index)
+            values = (event(values, data, index) if event_constants is None
+                      else event(values, data, index, event_constants))
         return values, None
 
     if checkpoint:

@@ -16,7 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from shoals.errors import InputError, UnsupportedError
-from shoals.kernels.pde import Steps, VolTable, flat_vol_table, table_vol, value_and_derivatives
+from shoals.kernels.pde import (
+    Steps,
+    VolTable,
+    flat_vol_table,
+    table_vol,
+    value_and_derivatives,
+)
 from shoals.market import FlatMarket
 from shoals.market.local_vol import LocalVolGrid, build_local_vol
 from shoals.market.snapshot import MarketSnapshot
@@ -143,7 +149,10 @@ class FiniteDifference:
     rannacher: implicit sub-steps replacing the first step after maturity and after each event.
     vega: also compute vega by a central bump of the vol input (costs two more solves per trade).
     vol_bump: the vega bump (absolute vol, 0.01 = one vol point).
-    width: half-width of the grid in standard deviations sigma sqrt(T) around the spot.
+    width: half-width of the grid in standard deviations sigma sqrt(T) around the spot (and the forward).
+    concentration: sinh stretching of the grid around the spot (alpha / grid length; small = strong).
+    knock_in: ``"parity"`` (knock-in = vanilla + knock-out leg on the same nodes) or ``"direct"`` (the
+        knock-in solved with the vanilla's value on the barrier as boundary value, vanilla alongside).
 
     ``price(instrument, market, *, local_vol=None)``: ``market`` a :class:`FlatMarket` (per-trade fields)
     or a :class:`MarketSnapshot` (Dupire local vol, built once per call unless ``local_vol`` is given).
@@ -157,6 +166,8 @@ class FiniteDifference:
     vega: bool = True
     vol_bump: float = 1e-3
     width: float = 5.0
+    concentration: float = 0.1
+    knock_in: str = "parity"
 
     name = "finite-difference"
 
@@ -166,6 +177,13 @@ class FiniteDifference:
             if int(value) != value or value < minimum:
                 raise InputError(f"must be an integer >= {minimum}, got {value!r}", field=field_name,
                                  value=value)
+        if self.knock_in not in ("parity", "direct"):
+            raise InputError(f"must be 'parity' or 'direct', got {self.knock_in!r}", field="knock_in",
+                             value=self.knock_in)
+        for field_name in ("width", "concentration"):
+            if not getattr(self, field_name) > 0.0:
+                raise InputError(f"must be > 0, got {getattr(self, field_name)!r}", field=field_name,
+                                 value=getattr(self, field_name))
         if not self.vol_bump > 0.0:
             raise InputError(f"must be > 0, got {self.vol_bump!r}", field="vol_bump", value=self.vol_bump)
 
