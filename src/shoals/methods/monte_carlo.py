@@ -253,8 +253,14 @@ class MonteCarlo:
         bumps = None
         structure = np.stack([intervals, steps], axis=1)
         groups = np.unique(structure, axis=0)
+        batches = []
         for n_intervals, m in groups:
             rows = np.flatnonzero(np.all(structure == (n_intervals, m), axis=1))
+            # Sobol normals enter the kernel as data: one trade per dispatch keeps XLA's vectorisation (and
+            # so the rounding) independent of the batch.
+            batches += [(n_intervals, m, rows[i:i + 1]) for i in range(rows.size)] if self.qmc else [
+                (n_intervals, m, rows)]
+        for n_intervals, m, rows in batches:
             n_steps = int(n_intervals * m)
             fixings = jnp.asarray((np.arange(1, n_steps + 1) % m) == 0)
             group_terms = {k: jnp.asarray(v[rows]) for k, v in terms.items()}
