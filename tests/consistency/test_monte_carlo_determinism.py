@@ -75,6 +75,7 @@ def _price_rows(rows):
     return result.value, result.std_error, dict(result.greeks)
 
 
+@pytest.mark.slow
 def test_two_processes_pricing_halves_equal_one_process():
     rows = np.arange(4)
     local = _price_rows(rows)
