@@ -72,7 +72,7 @@ from shoals.kernels.pde import (
 )
 
 #: Default family sizes (nodes of the extra state per trade).
-STATE_NODES = {"asian": 41, "lookback": 17, "cliquet": 25}
+STATE_NODES = {"asian": 31, "lookback": 17, "cliquet": 25}
 
 
 def _field(contract, name, batch, dtype=np.float64):
@@ -171,7 +171,9 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     """Asian options by a family of 1-D solves over the running-average nodes (see the module doc).
 
     The average grid (``state_nodes`` per trade) is sinh-stretched in ln A around the strike (fixed) or
-    the spot (floating) over the spot grid's range; interpolation across it is cubic.
+    the forward (floating) over 60% of the spot grid's range (the average moves less than the spot); the
+    interpolation across it is cubic inside and linear outside (where the value is nearly linear in A:
+    surely exercised or surely not).
 
     Validation: tests/reference/test_pde_path_dependent_quantlib.py (geometric: analytic discrete engines,
     arithmetic: QuantLib Monte Carlo with control variate), tests/unit/test_pde_path_dependent.py.
@@ -192,8 +194,8 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     center = np.where(floating, np.log(market.forward(maturity)), np.log(np.where(floating, 1.0, strike)))
     x = _log_grid(market, maturity, method, center, scale)
     half = method.width * scale
-    log_state = stretched_nodes(log_spot - half, log_spot + half, per_trade,
-                                np.clip(center, log_spot - half, log_spot + half), 0.15)
+    low, high = log_spot - 0.6 * half, log_spot + 0.6 * half
+    log_state = stretched_nodes(low, high, per_trade, np.clip(center, low, high), 0.08)
     state = np.where(geometric[:, None], log_state, np.exp(log_state))
     spot_state = np.where(geometric[:, None], x, np.exp(x))
 
