@@ -1,0 +1,111 @@
+"""Monte Carlo benchmarks beside the seed baseline (../shared/baselines/seed_mc_var.py mc, run as a
+subprocess in the same run): the 4M-path European call (one-step exact GBM kernel) and a 100k-path x
+252-step arithmetic Asian (252 fixings) under Dupire local vol (log-Euler, grid built once, not timed).
+
+    python benchmarks/bench_monte_carlo.py [--paths 4000000] [--asian-paths 100000] [--repeat 5]
+        [--baseline PATH] [--json FILE]
+
+Figures are medians over ``--repeat`` warm runs (after one compile/warm-up run); ratios are baseline
+time / Shoals time (> 1: Shoals faster).  The baseline prices only the 4M-path European call (NumPy, 8
+seeded batches, sequential and with a process pool); the Asian ratio is against that same baseline run,
+for scale (25.2M path steps against 4M terminal draws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import shoals as sh
+from shoals.market.curves import ZeroCurve
+from shoals.market.local_vol import build_local_vol
+from shoals.market.snapshot import MarketSnapshot
+from shoals.market.surface import VolSurface
+
+DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "shared" / "baselines" / "seed_mc_var.py"
+
+
+def median_time(function, repeat):
+    function()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def baseline_mc(path, paths, repeat):
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "baseline.json"
+        subprocess.run([sys.executable, str(path), "mc", "--paths", str(paths), "--repeat", str(repeat),
+                        "--workers", str(os.cpu_count()), "--json", str(report)], check=True, capture_output=True)
+        base = json.loads(report.read_text())
+    return (statistics.median(r["wall_s"] for r in base["seq"]), statistics.median(r["wall_s"] for r in base["par"]),
+            base["seq"][0]["price"])
+
+
+def skewed_snapshot():
+    """The SVI surface of tests/consistency/test_local_vol_reprices.py (ATM 20 %, skew -0.125/sqrt(T))."""
+    t = np.array([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
+    surface = VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0, sigma=0.2 * np.sqrt(t))
+    return MarketSnapshot(spot=jnp.asarray(100.0), rate=ZeroCurve.flat(0.03), dividend=ZeroCurve.flat(0.01),
+                          surface=surface)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paths", type=int, default=4_000_000)
+    parser.add_argument("--asian-paths", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not args.baseline.exists():
+        parser.error(f"baseline script not found: {args.baseline} (pass --baseline PATH)")
+
+    market = sh.FlatMarket(spot=100.0, rate=0.05, vol=0.2)
+    call = sh.European(strike=100.0, maturity=1.0)
+    european = sh.MonteCarlo(paths=args.paths, seed=1, greeks=False)
+    result = european.price(call, market)
+    european_s = median_time(lambda: european.price(call, market), args.repeat)
+
+    snapshot = skewed_snapshot()
+    grid = build_local_vol(snapshot, t_max=1.0)[0]
+    asian = sh.Asian(maturity=1.0, fixings=252, strike=100.0)
+    asian_method = sh.MonteCarlo(paths=args.asian_paths, seed=1, steps_per_year=252, greeks=False)
+    asian_result = asian_method.price(asian, snapshot, local_vol=grid)
+    asian_s = median_time(lambda: asian_method.price(asian, snapshot, local_vol=grid), args.repeat)
+
+    sequential, parallel, base_price = baseline_mc(args.baseline, args.paths, args.repeat)
+    print(f"European call, {args.paths:,} paths: Shoals {european_s * 1e3:.1f} ms warm (price {float(result.value):.4f} "
+          f"+- {float(result.std_error):.4f}) | baseline sequential {sequential * 1e3:.1f} ms, pool {parallel * 1e3:.1f} ms "
+          f"(price {base_price:.4f}) | ratio {sequential / european_s:.1f}x vs sequential, {parallel / european_s:.1f}x "
+          f"vs pool")
+    print(f"Local-vol arithmetic Asian, {args.asian_paths:,} paths x 252 steps: Shoals {asian_s * 1e3:.0f} ms warm "
+          f"(price {float(asian_result.value):.4f} +- {float(asian_result.std_error):.4f}) | ratio to the baseline's "
+          f"4M-path European: {sequential / asian_s:.2f}x sequential, {parallel / asian_s:.2f}x pool")
+    report = {"european": {"paths": args.paths, "shoals_s": european_s, "price": float(result.value),
+                           "std_error": float(result.std_error)},
+              "local_vol_asian": {"paths": args.asian_paths, "steps": 252, "shoals_s": asian_s,
+                                  "price": float(asian_result.value), "std_error": float(asian_result.std_error)},
+              "baseline": {"seq_s": sequential, "par_s": parallel, "price": base_price},
+              "cpus": os.cpu_count(), "jax": jax.__version__, "loadavg": os.getloadavg()}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()
