@@ -71,7 +71,7 @@ def european_cases():
     expected = []
     for k, t, v, q, call in zip(strikes, maturities, vols, dividends, is_call):
         option = ql.VanillaOption(ql.PlainVanillaPayoff(ql.Option.Call if call else ql.Option.Put, k),
-                                  ql.EuropeanExercise(TODAY + int(round(t * 365))))
+                                  ql.EuropeanExercise(TODAY + round(t * 365)))
         option.setPricingEngine(ql.AnalyticEuropeanEngine(_process(v, q)))
         expected.append(option.NPV())
     got = METHOD.price(European(strike=strikes, maturity=maturities, is_call=is_call),
@@ -109,7 +109,7 @@ def barrier_cases():
         option = ql.BarrierOption(ql_types[(bool(is_up[i]), bool(knock_in[i]))], barriers[i], rebates[i],
                                   ql.PlainVanillaPayoff(ql.Option.Call if is_call[i] else ql.Option.Put,
                                                         strikes[i]),
-                                  ql.EuropeanExercise(TODAY + int(round(maturities[i] * 365))))
+                                  ql.EuropeanExercise(TODAY + round(maturities[i] * 365)))
         option.setPricingEngine(ql.AnalyticBarrierEngine(_process(vols[i], dividends[i])))
         expected.append(option.NPV())
     contract = Barrier(strike=strikes, maturity=maturities, barrier=barriers, is_call=is_call, is_up=is_up,
@@ -134,7 +134,7 @@ def american_cases():
     expected = []
     for k, t, v, q in zip(strikes, maturities, vols, dividends):
         option = ql.VanillaOption(ql.PlainVanillaPayoff(ql.Option.Put, k),
-                                  ql.AmericanExercise(TODAY, TODAY + int(round(t * 365))))
+                                  ql.AmericanExercise(TODAY, TODAY + round(t * 365)))
         option.setPricingEngine(ql.FdBlackScholesVanillaEngine(_process(v, q), 2000, 2000, 2))
         expected.append(option.NPV())
     got = METHOD.price(American(strike=strikes, maturity=maturities, is_call=False),

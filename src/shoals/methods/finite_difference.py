@@ -10,7 +10,7 @@ the vol input: the flat vol, or the implied surface of a :class:`MarketSnapshot`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import jax.numpy as jnp
 import numpy as np
@@ -196,8 +196,8 @@ class FiniteDifference:
         if pricer is None:
             raise UnsupportedError(f"finite-difference does not price {type(instrument).__name__}; "
                                    f"supported: {', '.join(sorted(t.__name__ for t in pricers))}")
-        maturities = np.atleast_1d(np.asarray(instrument.maturity, dtype=np.float64))
-        shape = np.shape(instrument.maturity)
+        shape = np.broadcast_shapes(*(np.shape(getattr(instrument, f.name)) for f in fields(instrument)))
+        maturities = np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel()
         base = pde_market(market, maturities, local_vol=local_vol)
         result = pricer(instrument, base, self)
         greeks = {name: result[name] for name in ("delta", "gamma", "theta") if name in result}
