@@ -100,9 +100,15 @@ def time_fractions(n_steps: int) -> np.ndarray:
     return np.arange(int(n_steps) + 1, dtype=np.float64) / int(n_steps)
 
 
-def _interp_row(row, nodes, spot):
-    """Linear interpolation of ``row`` at ``spot`` on ``nodes``, flat beyond the ends (as LocalVolGrid.vol)."""
-    i = jnp.clip(jnp.searchsorted(nodes, spot, side="right") - 1, 0, nodes.shape[0] - 2)
+def _interp_row(row, nodes, spot, log_spot=None):
+    """Linear interpolation of ``row`` at ``spot`` on ``nodes``, flat beyond the ends (as LocalVolGrid.vol);
+    with ``log_spot`` given the nodes are taken as uniform in ln S and the cell is found by a division."""
+    last = nodes.shape[0] - 2
+    if log_spot is None:
+        i = jnp.clip(jnp.searchsorted(nodes, spot, side="right") - 1, 0, last)
+    else:
+        low, high = jnp.log(nodes[0]), jnp.log(nodes[-1])
+        i = jnp.clip(jnp.floor((log_spot - low) * ((last + 1) / (high - low))), 0, last).astype(jnp.int32)
     left = nodes[i]
     u = jnp.clip((spot - left) / (nodes[i + 1] - left), 0.0, 1.0)
     return (1.0 - u) * row[i] + u * row[i + 1]
@@ -120,11 +126,12 @@ def _market_arrays(market, n_steps, local):
 
 
 def path_samples(family, terms, market, *, key, draws, fixings, n_steps, antithetic, local, vol_spots=None,
-                 normals=None):
+                 normals=None, log_uniform=False):
     """Discounted payoff and control samples (B,) of one trade for sample indices ``draws`` (B,).
 
     ``market``: flat ``spot, vol, rate, dividend, maturity``; local ``spot, times (N+1), log_drifts (N),
-    discounts (N+1), vol_rows (N, ns)`` (the local vol at each t_j on the spot nodes ``vol_spots``).
+    discounts (N+1), vol_rows (N, ns)`` (the local vol at each t_j on the spot nodes ``vol_spots``, uniform in
+    ln S when ``log_uniform``).
     ``fixings`` (N,) marks steps ending on a fixing date; ``normals`` (N, B) replaces the pseudo-random
     draws (Sobol); with ``antithetic`` each sample averages the paths of Z and -Z.
     """
@@ -145,7 +152,7 @@ def path_samples(family, terms, market, *, key, draws, fixings, n_steps, antithe
         if z is None:
             z = step_normals(key, step, draws)
         z = doubled(z)
-        sigma = _interp_row(row, vol_spots, jnp.exp(x)) if local else market["vol"]
+        sigma = _interp_row(row, vol_spots, jnp.exp(x), x if log_uniform else None) if local else market["vol"]
         variance = sigma * sigma * dt
         x1 = x + drift - 0.5 * variance + sigma * jnp.sqrt(dt) * z
         uniform = repeated(step_uniforms(key, step, draws)) if observer.needs_uniforms else None
@@ -167,12 +174,12 @@ def _block_draws(block, samples, offset):
     return (offset + local).astype(jnp.uint32), local < samples.astype(jnp.uint64)
 
 
-_STATIC = ("family", "n_steps", "n_blocks", "antithetic", "local")
+_STATIC = ("family", "n_steps", "n_blocks", "antithetic", "local", "log_uniform")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
 def path_block_moments(*, family, n_steps, n_blocks, antithetic, local, terms, market, keys, fixings, first_block,
-                       samples, offset=0, vol_spots=None, normals=None):
+                       samples, offset=0, vol_spots=None, normals=None, log_uniform=False):
     """Per-block moments (trades, n_blocks, 6) = (count, mean, mean of control, M2, M2 of control,
     co-moment) of :func:`path_samples` for a batch of trades (leading axis of ``terms``, ``market``, ``keys``
     and ``normals`` (trades, n_blocks, N, B)) over blocks ``first_block .. first_block + n_blocks - 1`` of
@@ -181,7 +188,7 @@ def path_block_moments(*, family, n_steps, n_blocks, antithetic, local, terms, m
         draws, valid = _block_draws(block, samples, offset)
         value, control = path_samples(family, terms, market, key=key, draws=draws, fixings=fixings,
                                       n_steps=n_steps, antithetic=antithetic, local=local, vol_spots=vol_spots,
-                                      normals=z)
+                                      normals=z, log_uniform=log_uniform)
         return block_moments(value, control, valid)
 
     blocks = first_block + jnp.arange(n_blocks)
@@ -192,7 +199,8 @@ def path_block_moments(*, family, n_steps, n_blocks, antithetic, local, terms, m
 
 @partial(jax.jit, static_argnames=_STATIC + ("directions",))
 def path_block_tangents(*, family, n_steps, n_blocks, antithetic, local, terms, market, keys, fixings, first_block,
-                        samples, directions, spot_scales=(1.0,), offset=0, vol_spots=None, normals=None):
+                        samples, directions, spot_scales=(1.0,), offset=0, vol_spots=None, normals=None,
+                        log_uniform=False):
     """Per-block sums of pathwise derivatives (trades, n_blocks, len(spot_scales), len(directions)):
     forward-mode AD (``jax.jvp``) of the block's payoff sum with respect to each market field named in
     ``directions``, evaluated with the spot scaled by each of ``spot_scales`` (common random numbers)."""
@@ -201,7 +209,8 @@ def path_block_tangents(*, family, n_steps, n_blocks, antithetic, local, terms, 
 
         def total(m):
             value, _ = path_samples(family, terms, m, key=key, draws=draws, fixings=fixings, n_steps=n_steps,
-                                    antithetic=antithetic, local=local, vol_spots=vol_spots, normals=z)
+                                    antithetic=antithetic, local=local, vol_spots=vol_spots, normals=z,
+                                    log_uniform=log_uniform)
             return tree_sum(jnp.where(valid, value, 0.0))
 
         rows = []

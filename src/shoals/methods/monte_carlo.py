@@ -6,6 +6,7 @@ See docs/monte_carlo.md for the estimators, the Greek method used per instrument
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -37,6 +38,7 @@ from shoals.market.local_vol import build_local_vol
 from shoals.market.snapshot import MarketSnapshot
 from shoals.results import PriceResult
 
+_CORES = os.cpu_count() or 1
 FAMILIES = {European: "european", Barrier: "barrier", Lookback: "lookback", Asian: "asian", Cliquet: "cliquet"}
 PATHWISE = ("european", "lookback", "asian", "cliquet")
 GREEK_METHODS = {
@@ -248,6 +250,7 @@ class MonteCarlo:
         grid = None
         if local:
             grid = local_vol if local_vol is not None else build_local_vol(market, t_max=float(maturity.max()))[0]
+        log_uniform = local and _log_uniform(grid.spots)
         moments = np.zeros((n, 6)) if not self.qmc else np.zeros((n, int(self.qmc_replications), 6))
         tangents = np.full((n, 7), np.nan)
         bumps = None
@@ -272,7 +275,7 @@ class MonteCarlo:
             group_market = {k: jnp.asarray(v) for k, v in group_market.items()}
             setup = {"family": family, "n_steps": n_steps, "antithetic": self.antithetic, "local": local,
                          "terms": group_terms, "keys": jnp.asarray(keys[rows]), "fixings": fixings,
-                         "vol_spots": jnp.asarray(grid.spots) if local else None}
+                         "vol_spots": jnp.asarray(grid.spots) if local else None, "log_uniform": log_uniform}
             moments[rows] = self._moments(setup, group_market, streams[rows], n_steps)
             if self.greeks:
                 if family in PATHWISE:
@@ -306,7 +309,7 @@ class MonteCarlo:
         samples = self._samples_per_replication()
         n_blocks = -(-samples // PATH_BLOCK_SAMPLES)
         if not self.qmc:
-            chunk = min(int(self.chunk_blocks), n_blocks)
+            chunk = min(int(self.chunk_blocks), -(-n_blocks // _CORES))   # at least one dispatch per core
             for first in range(0, n_blocks, chunk):
                 yield 0, dict(setup, market=market, first_block=first, n_blocks=chunk,
                               samples=jnp.asarray(samples, dtype=jnp.int64),
@@ -328,14 +331,17 @@ class MonteCarlo:
         parts = {}
         for replication, kwargs, _, _ in self._dispatches(setup, market, streams, n_steps):
             parts.setdefault(replication, []).append(path_block_moments(**kwargs))
-        pooled = [np.asarray(combine_block_moments(np.concatenate([np.asarray(p) for p in parts[r]], axis=1)))
+        n_blocks = -(-self._samples_per_replication() // PATH_BLOCK_SAMPLES)
+        pooled = [np.asarray(combine_block_moments(np.concatenate([np.asarray(p) for p in parts[r]],
+                                                                  axis=1)[:, :n_blocks]))
                   for r in sorted(parts)]
         return pooled[0] if not self.qmc else np.stack(pooled, axis=1)
 
     def _tangent_sums(self, setup, market, streams, n_steps, directions, spot_scales):
         sums = [np.asarray(path_block_tangents(directions=directions, spot_scales=spot_scales, **kwargs))
                 for _, kwargs, _, _ in self._dispatches(setup, market, streams, n_steps)]
-        blocks = np.concatenate(sums, axis=1)                           # (trades, blocks, scales, directions)
+        n_blocks = -(-self._samples_per_replication() // PATH_BLOCK_SAMPLES)
+        blocks = np.concatenate(sums, axis=1)[:, :n_blocks]             # (trades, blocks, scales, directions)
         total = np.asarray(ordered_sum(np.moveaxis(blocks, 1, -1)))     # (trades, scales, directions)
         return total / (self._samples_per_replication() * (int(self.qmc_replications) if self.qmc else 1))
 
@@ -503,3 +509,10 @@ def _local_market(snapshot, grid, spot, maturity, n_steps):
     rows = (1.0 - u)[..., None] * vols[i] + u[..., None] * vols[i + 1]
     return {"spot": spot, "times": times, "log_drifts": np.diff(carry, axis=1), "discounts": discounts,
             "vol_rows": rows}
+
+
+def _log_uniform(spots) -> bool:
+    """True when the spot nodes are uniform in ln S (as built by build_local_vol): the cell of a spot is then
+    found by one division instead of a binary search."""
+    steps = np.diff(np.log(np.asarray(spots, dtype=np.float64)))
+    return bool(np.all(np.abs(steps - steps.mean()) <= 1e-9 * steps.mean()))
