@@ -156,12 +156,15 @@ def _solve(rows: _Rows, market, method, n_trades: int):
 
     spot = row_market.spot
     log_spot, log_barrier = np.log(spot), np.log(rows.barrier)
-    reference_vol = np.asarray(table_vol(row_market.vol, jnp.asarray(0.5 * rows.maturity),
-                                         jnp.asarray(spot)[:, None]))[:, 0]
+    # The vol setting the width: the larger of sigma(T/2, S_0) and sigma(T/2, K) (a skewed local vol is
+    # much higher in the wing of the strike); the strike is kept inside with half the width around it.
+    reference_vol = np.max(np.asarray(table_vol(row_market.vol, jnp.asarray(0.5 * rows.maturity),
+                                                jnp.asarray(np.stack([spot, rows.strike], axis=1)))), axis=1)
     spread = width * reference_vol * np.sqrt(rows.maturity)
     drift = np.log(row_market.forward(rows.maturity) / spot)
-    lower = log_spot + np.minimum(drift, 0.0) - spread
-    upper = log_spot + np.maximum(drift, 0.0) + spread
+    log_strike = np.log(rows.strike)
+    lower = np.minimum(log_spot + np.minimum(drift, 0.0) - spread, log_strike - 0.5 * spread)
+    upper = np.maximum(log_spot + np.maximum(drift, 0.0) + spread, log_strike + 0.5 * spread)
     has_barrier = rows.role != VANILLA
     boundary = rows.role == OUT_BOUNDARY
     pinned = np.isin(rows.role, (OUT_BOUNDARY, OUT_FULL, OUT_LEG, IN_DIRECT, RESPONSE)) & (rows.pieces == 1)
@@ -172,7 +175,7 @@ def _solve(rows: _Rows, market, method, n_trades: int):
     upper = np.where(interior & up, np.maximum(upper, log_barrier + margin), upper)
     lower = np.where(boundary & down, log_barrier, lower)
     upper = np.where(boundary & up, log_barrier, upper)
-    x = stretched_nodes(lower, upper, n, log_spot, intensity)
+    x = stretched_nodes(lower, upper, n, 0.5 * (log_spot + np.clip(log_strike, log_spot - 0.5 * spread, log_spot + 0.5 * spread)), intensity)
     # Put the barrier on a node (interior grids): move the nearest interior node onto it.
     nearest = np.clip(np.abs(x[:, 1:-1] - log_barrier[:, None]).argmin(axis=1) + 1, 1, n - 2)
     snap = np.flatnonzero(interior)
