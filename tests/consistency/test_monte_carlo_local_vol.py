@@ -59,6 +59,7 @@ def test_europeans_reproduce_the_surface(snapshot, grid):
     assert np.all(np.abs(z) < 4.0), z
 
 
+@pytest.mark.slow
 def test_every_family_prices_under_a_snapshot(snapshot, grid):
     method = sh.MonteCarlo(paths=16_384, seed=3, steps_per_year=50, greeks=False)
     contracts = [sh.Barrier(strike=100.0, maturity=1.0, barrier=85.0, rebate=1.0),
