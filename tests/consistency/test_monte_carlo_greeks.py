@@ -1,6 +1,10 @@
 """Monte Carlo Greeks: pathwise AD (through the path simulation) against the closed form for Europeans
 within 4 standard errors (from independent streams of one trade), and against common-random-number bumps
-of the same simulation for path-dependent payoffs; barrier bump Greeks against QuantLib's analytic ones."""
+of the same simulation for path-dependent payoffs; barrier bump Greeks against QuantLib's analytic ones.
+
+The lookback uses K = 95, not the spot: a fixed-strike lookback whose running maximum is the spot has a
+gamma jump at S = K (two closed-form branches, M_0 above or below K), where a central difference errs by
+O(h) (measured 7e-3 relative at h = 1 %) while the pathwise derivative equals the one-sided limit."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def test_path_engine_european_greeks_match_closed_form():
 
 @pytest.mark.parametrize("contract", [
     sh.Asian(maturity=1.0, fixings=12, strike=100.0),
-    pytest.param(sh.Lookback(maturity=1.0, strike=100.0, floating=False), marks=pytest.mark.slow),
+    pytest.param(sh.Lookback(maturity=1.0, strike=95.0, floating=False), marks=pytest.mark.slow),
     pytest.param(sh.Cliquet(maturity=1.0, resets=4, local_cap=0.1), marks=pytest.mark.slow)],
     ids=["asian", "lookback", "cliquet"])
 def test_pathwise_greeks_agree_with_crn_bumps(contract):
