@@ -61,10 +61,14 @@ def test_qmc_beats_pseudo_random_at_equal_paths():
 def test_qmc_standard_error_is_honest():
     instrument = sh.European(strike=np.array([90.0, 100.0, 110.0]), maturity=1.0)
     exact = sh.price(instrument, MARKET).value
-    result = sh.MonteCarlo(paths=32_768, seed=3, qmc=True, greeks=False).price(instrument, MARKET)
+    result = sh.MonteCarlo(paths=32_768, seed=3, qmc=True).price(instrument, MARKET)
     assert result.diagnostics["qmc_replications"] == 16
     assert np.all(np.abs(result.value - exact) < 4.0 * result.std_error)
     assert np.all(result.std_error < 0.01)
+    # pathwise Greeks pooled over all replications
+    for name in ("delta", "vega", "rho"):
+        np.testing.assert_allclose(result.greeks[name], sh.price(instrument, MARKET).greeks[name], rtol=5e-3,
+                                   err_msg=name)
 
 
 @pytest.mark.slow

@@ -340,8 +340,9 @@ class MonteCarlo:
     def _tangent_sums(self, setup, market, streams, n_steps, directions, spot_scales):
         sums = [np.asarray(path_block_tangents(directions=directions, spot_scales=spot_scales, **kwargs))
                 for _, kwargs, _, _ in self._dispatches(setup, market, streams, n_steps)]
-        n_blocks = -(-self._samples_per_replication() // PATH_BLOCK_SAMPLES)
-        blocks = np.concatenate(sums, axis=1)[:, :n_blocks]             # (trades, blocks, scales, directions)
+        blocks = np.concatenate(sums, axis=1)                           # (trades, blocks, scales, directions)
+        if not self.qmc:                                                # the last chunk may run past the end
+            blocks = blocks[:, :-(-self.samples // PATH_BLOCK_SAMPLES)]
         total = np.asarray(ordered_sum(np.moveaxis(blocks, 1, -1)))     # (trades, scales, directions)
         return total / (self._samples_per_replication() * (int(self.qmc_replications) if self.qmc else 1))
 
