@@ -71,8 +71,12 @@ from shoals.kernels.pde import (
     time_steps,
 )
 
-#: Default family sizes (nodes of the extra state per trade).
-STATE_NODES = {"asian": 31, "lookback": 17, "cliquet": 25}
+#: Default family sizes (nodes of the extra state per trade).  The Asian's average grid refines with the
+#: spot grid (space_nodes / 8 + 1, at least 11): it carries the payoff's kink; the extreme and reset-level
+#: grids carry only the local-vol dependence (under flat vol the members coincide), so they stay small.
+STATE_NODES = {"lookback": 9, "cliquet": 13}
+#: At least this many time steps per cliquet period (each period restarts from a kinked payoff).
+PERIOD_STEPS = 4
 
 
 def _field(contract, name, batch, dtype=np.float64):
@@ -100,8 +104,14 @@ def _vol_scale(market, maturities):
     return np.maximum(np.sqrt(np.mean(variance, axis=0)), 0.02)
 
 
-def _row_steps(market_rows, maturities, events, method, repeats):
-    start, dt, theta, event_index = time_steps(maturities, method.time_steps, events, method.rannacher)
+def _row_steps(market_rows, maturities, events, method, repeats, *, smooth_events=False, period_steps=0):
+    """Kernel steps for a family of ``repeats`` members per trade: ``method.time_steps`` over each life (at
+    least ``period_steps`` between consecutive events), Rannacher start-up after maturity and, unless the
+    jumps keep the solution smooth (``smooth_events``: Asian fixings), after every event."""
+    count = max([method.time_steps] + [period_steps * (len(e) + 1) for e in events])
+    start, dt, theta, event_index = time_steps(maturities, count, events, method.rannacher)
+    if smooth_events:
+        theta[method.rannacher:] = 0.5
     tile = (lambda a: np.repeat(a, repeats, axis=1))
     return market_rows.steps(tile(start), tile(dt), tile(theta)), tile(event_index)
 
@@ -171,14 +181,14 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     """Asian options by a family of 1-D solves over the running-average nodes (see the module doc).
 
     The average grid (``state_nodes`` per trade) is sinh-stretched in ln A around the strike (fixed) or
-    the forward (floating) over 60% of the spot grid's range (the average moves less than the spot); the
+    the forward (floating) over 35% of the spot grid's range (the average moves less than the spot); the
     interpolation across it is cubic inside and linear outside (where the value is nearly linear in A:
     surely exercised or surely not).
 
     Validation: tests/reference/test_pde_path_dependent_quantlib.py (geometric: analytic discrete engines,
     arithmetic: QuantLib Monte Carlo with control variate), tests/unit/test_pde_path_dependent.py.
     """
-    per_trade = STATE_NODES["asian"] if state_nodes is None else int(state_nodes)
+    per_trade = max(11, method.space_nodes // 8 + 1) if state_nodes is None else int(state_nodes)
     if per_trade < 4:
         raise InputError("needs at least 4 average nodes (cubic interpolation)", field="state_nodes",
                          value=state_nodes)
@@ -194,8 +204,8 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     center = np.where(floating, np.log(market.forward(maturity)), np.log(np.where(floating, 1.0, strike)))
     x = _log_grid(market, maturity, method, center, scale)
     half = method.width * scale
-    low, high = log_spot - 0.6 * half, log_spot + 0.6 * half
-    log_state = stretched_nodes(low, high, per_trade, np.clip(center, low, high), 0.08)
+    low, high = log_spot - 0.45 * half, log_spot + 0.45 * half
+    log_state = stretched_nodes(low, high, per_trade, np.clip(center, low, high), 0.07)
     state = np.where(geometric[:, None], log_state, np.exp(log_state))
     spot_state = np.where(geometric[:, None], x, np.exp(x))
 
@@ -207,7 +217,7 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
 
     events = [np.arange(1, n) * t / n for t, n in zip(maturity, fixings)]
     rows = replicate(market, per_trade)
-    steps, event_index = _row_steps(rows, maturity, events, method, per_trade)
+    steps, event_index = _row_steps(rows, maturity, events, method, per_trade, smooth_events=True)
     fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)
     values = _asian_solve(jnp.asarray(terminal), jnp.asarray(np.repeat(x, per_trade, axis=0)), steps, rows.vol,
                           jnp.asarray(fixing), jnp.asarray(state), jnp.asarray(spot_state))
@@ -406,7 +416,7 @@ def cliquet_pde(contract: Cliquet, market, method, *, state_nodes: int | None = 
 
     events = [np.arange(1, n) * t / n for t, n in zip(maturity, resets)]
     rows = replicate(market, per_trade)
-    steps, event_index = _row_steps(rows, maturity, events, method, per_trade)
+    steps, event_index = _row_steps(rows, maturity, events, method, per_trade, period_steps=PERIOD_STEPS)
     reset_times = (event_index + 1.0) * np.repeat(period, per_trade)
     pay = np.where(np.repeat(per_period, per_trade), 1.0,
                    np.repeat(market.discount(maturity), per_trade) / rows.discount(reset_times))
