@@ -17,13 +17,13 @@ coefficients are a type-I discrete cosine transform along every axis (for descen
 
 with the end terms of the sum halved; ascending nodes flip the sign of odd k.  Cost O(n^d log n).
 
-Derivatives.  The j-th derivative of the basis follows from differentiating the three-term recurrence
-T_k = 2 t T_{k-1} - T_{k-2}:
+Derivatives.  The derivative of a Chebyshev series has the coefficients (spectral differentiation)
 
 .. math::
-    T_k^{(j)} = 2 t T_{k-1}^{(j)} + 2 j T_{k-1}^{(j-1)} - T_{k-2}^{(j)},
+    c'_j = \\frac{2}{1 + \\delta_{j0}} \\sum_{k > j,\\ k - j \\text{ odd}} k\\, c_k,
 
-and d/dx = (2 / (b - a)) d/dt.  A mixed partial of any order is the same tensor contracted with derivative
+i.e. c' = D c, so the derivative basis row is T'(t) = T(t) D and T^{(j)} = T D^j, exactly; with
+T_k(t) = cos(k arccos t) and d/dx = (2 / (b - a)) d/dt.  A mixed partial of any order is the same tensor contracted with derivative
 basis vectors in the differentiated dimensions, so every Greek costs one contraction and shares the basis.
 
 Fast evaluation.  With the dimensions split into groups A and B, the coefficient tensor is a matrix
@@ -128,31 +128,34 @@ def error_estimate_per_dimension(coefficients) -> np.ndarray:
     return np.asarray(out)
 
 
-def basis(t, count: int, order: int = 0):
-    """The ``order``-th derivative of T_0..T_{count-1} at ``t`` in [-1, 1]: shape t.shape + (count,).
+def differentiation_matrix(count: int) -> np.ndarray:
+    """D with (D c)_j = (2 / (1 + delta_{j0})) sum_{k > j, k - j odd} k c_k: coefficients of p' from those of p.
 
-    Three-term recurrence T_k^{(j)} = 2 t T_{k-1}^{(j)} + 2 j T_{k-1}^{(j-1)} - T_{k-2}^{(j)}.
+    Hence the derivative basis is T'(t) = T(t) D (row vectors), exactly, for polynomials of degree < count.
     """
+    j, k = np.meshgrid(np.arange(count), np.arange(count), indexing="ij")
+    matrix = np.where((k > j) & ((k - j) % 2 == 1), 2.0 * k, 0.0)
+    matrix[0] *= 0.5
+    return matrix
+
+
+def basis(t, count: int, order: int = 0):
+    """The ``order``-th derivative of T_0..T_{count-1} at ``t`` in [-1, 1]: shape t.shape + (count,)."""
     return bases(t, count, order)[order]
 
 
 def bases(t, count: int, max_order: int):
-    """[T^{(0)}, ..., T^{(max_order)}] at ``t``, each of shape t.shape + (count,), sharing the recurrence."""
-    t = jnp.asarray(t)
-    levels = []
-    previous = None
-    for j in range(max_order + 1):
-        zero = jnp.zeros_like(t)
-        columns = [jnp.ones_like(t) if j == 0 else zero]
-        if count > 1:
-            columns.append(t if j == 0 else (jnp.ones_like(t) if j == 1 else zero))
-        for k in range(2, count):
-            value = 2.0 * t * columns[k - 1] - columns[k - 2]
-            if j:
-                value = value + 2.0 * j * previous[k - 1]
-            columns.append(value)
-        previous = columns
-        levels.append(jnp.stack(columns, axis=-1))
+    """[T^{(0)}, ..., T^{(max_order)}] at ``t``, each of shape t.shape + (count,).
+
+    T_k(t) = cos(k arccos t) in one vectorised operation; derivatives by the differentiation matrix,
+    T^{(j)} = T D^j (a small matrix product; no unrolled recurrence, so compile time is independent of n).
+    """
+    theta = jnp.arccos(jnp.clip(jnp.asarray(t), -1.0, 1.0))
+    levels = [jnp.cos(theta[..., None] * jnp.arange(count, dtype=theta.dtype))]
+    if max_order:
+        matrix = jnp.asarray(differentiation_matrix(count), dtype=theta.dtype)
+        for _ in range(max_order):
+            levels.append(levels[-1] @ matrix)
     return levels
 
 
