@@ -146,22 +146,25 @@ def path_samples(family, terms, market, *, key, draws, fixings, n_steps, antithe
     def repeated(values):
         return jnp.concatenate([values, values]) if antithetic else values
 
+    with_spot = local or observer.needs_spot
+
     def body(carry, inputs):
-        x, state = carry
+        x, spot, state = carry
         step, dt, drift, discount1, fixing, row, z = inputs
         if z is None:
             z = step_normals(key, step, draws)
         z = doubled(z)
-        sigma = _interp_row(row, vol_spots, jnp.exp(x), x if log_uniform else None) if local else market["vol"]
+        sigma = _interp_row(row, vol_spots, spot, x if log_uniform else None) if local else market["vol"]
         variance = sigma * sigma * dt
         x1 = x + drift - 0.5 * variance + sigma * jnp.sqrt(dt) * z
+        spot1 = jnp.exp(x1) if with_spot else None      # one exponential per step, shared by vol and payoff
         uniform = repeated(step_uniforms(key, step, draws)) if observer.needs_uniforms else None
-        return (x1, observer.step(terms, state, x, x1, variance, discount1, fixing, uniform)), None
+        return (x1, spot1, observer.step(terms, state, x, x1, spot1, variance, discount1, fixing, uniform)), None
 
     steps = jnp.arange(n_steps, dtype=jnp.uint32)
     rows = market["vol_rows"] if local else None
-    (x_t, state), _ = jax.lax.scan(body, (x, observer.init(terms, x)),
-                                   (steps, dts, drifts, discounts[1:], fixings, rows, normals))
+    (x_t, _, state), _ = jax.lax.scan(body, (x, jnp.exp(x) if with_spot else None, observer.init(terms, x)),
+                                      (steps, dts, drifts, discounts[1:], fixings, rows, normals))
     value, control = observer.final(terms, state, x_t, discounts[-1])
     if antithetic:
         half = draws.shape[0]

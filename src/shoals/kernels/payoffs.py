@@ -1,8 +1,9 @@
 """Path payoffs as scan observers: each family reads a simulated log-price path step by step.
 
 An observer is three pure ``jax.numpy`` functions on one trade's ``terms`` (a dict of scalars) and arrays of
-samples: ``init(terms, x0) -> state``; ``step(terms, state, x0, x1, variance, discount1, fixing, uniform)
--> state`` for the step from ln S = x0 to x1 with integrated variance sigma^2 dt, discount factor
+samples: ``init(terms, x0) -> state``; ``step(terms, state, x0, x1, spot1, variance, discount1, fixing, uniform)
+-> state`` for the step from ln S = x0 to x1 (``spot1`` = e^{x1} when the observer ``needs_spot``, else
+None) with integrated variance sigma^2 dt, discount factor
 D(t_{j+1}) at its end and ``fixing`` True when t_{j+1} is a fixing / reset / monitoring date; and
 ``final(terms, state, x_T, discount_T) -> (payoff, control)`` giving the discounted payoff and a control
 variate sample.  The control is the family's own (``terms['cv_own']`` = 1: the vanilla payoff for
@@ -42,13 +43,14 @@ class European:
     """max(w(S_T - K), 0), discounted."""
 
     needs_uniforms = False
+    needs_spot = False
 
     @staticmethod
     def init(terms, x0):
         return ()
 
     @staticmethod
-    def step(terms, state, x0, x1, variance, discount1, fixing, uniform):
+    def step(terms, state, x0, x1, spot1, variance, discount1, fixing, uniform):
         return state
 
     @staticmethod
@@ -65,13 +67,14 @@ class Barrier:
     """
 
     needs_uniforms = False
+    needs_spot = False
 
     @staticmethod
     def init(terms, x0):
         return jnp.ones_like(x0), jnp.zeros_like(x0)
 
     @staticmethod
-    def step(terms, state, x0, x1, variance, discount1, fixing, uniform):
+    def step(terms, state, x0, x1, spot1, variance, discount1, fixing, uniform):
         survival, hit_value = state
         side = terms["side"]                      # +1: up barrier (alive below), -1: down
         a0 = side * (terms["log_barrier"] - x0)
@@ -100,6 +103,7 @@ class Lookback:
     with the running extreme m_0 (``log_extreme``) and the exact bridge extreme of every step."""
 
     needs_uniforms = True
+    needs_spot = False
 
     @staticmethod
     def init(terms, x0):
@@ -107,7 +111,7 @@ class Lookback:
         return side * jnp.maximum(side * terms["log_extreme"], side * x0)
 
     @staticmethod
-    def step(terms, state, x0, x1, variance, discount1, fixing, uniform):
+    def step(terms, state, x0, x1, spot1, variance, discount1, fixing, uniform):
         side = terms["side"]
         spread = jnp.sqrt((x1 - x0) ** 2 - 2.0 * variance * jnp.log(uniform))
         extreme = 0.5 * (x0 + x1 + side * spread)
@@ -127,15 +131,16 @@ class Asian:
     floating max(w(S_T - A), 0).  The own control is the fixed-strike geometric payoff."""
 
     needs_uniforms = False
+    needs_spot = True
 
     @staticmethod
     def init(terms, x0):
         return jnp.zeros_like(x0), jnp.zeros_like(x0)
 
     @staticmethod
-    def step(terms, state, x0, x1, variance, discount1, fixing, uniform):
+    def step(terms, state, x0, x1, spot1, variance, discount1, fixing, uniform):
         total, log_total = state
-        return total + jnp.where(fixing, jnp.exp(x1), 0.0), log_total + jnp.where(fixing, x1, 0.0)
+        return total + jnp.where(fixing, spot1, 0.0), log_total + jnp.where(fixing, x1, 0.0)
 
     @staticmethod
     def final(terms, state, x_t, discount_t):
@@ -155,18 +160,19 @@ class Cliquet:
     D(T) clip(sum c_i, global floor, global cap) or per period as sum D(t_i) c_i."""
 
     needs_uniforms = False
+    needs_spot = True
 
     @staticmethod
     def init(terms, x0):
-        return x0, jnp.zeros_like(x0)
+        return jnp.exp(x0), jnp.zeros_like(x0)
 
     @staticmethod
-    def step(terms, state, x0, x1, variance, discount1, fixing, uniform):
+    def step(terms, state, x0, x1, spot1, variance, discount1, fixing, uniform):
         last, total = state
-        ratio = jnp.exp(x1 - last)
+        ratio = spot1 / last
         coupon = jnp.clip(terms["sign"] * (ratio - terms["moneyness"]), terms["local_floor"], terms["local_cap"])
         paid = jnp.where(terms["per_period"] > 0.0, discount1 * coupon, coupon)
-        return jnp.where(fixing, x1, last), total + jnp.where(fixing, paid, 0.0)
+        return jnp.where(fixing, spot1, last), total + jnp.where(fixing, paid, 0.0)
 
     @staticmethod
     def final(terms, state, x_t, discount_t):
