@@ -166,11 +166,10 @@ def thomas(lower, diag, upper, rhs):
 
 def _linear_weights(x, end):
     """Weights (w1, w2) with V_end = w1 V_next + w2 V_nextnext for V linear in S = e^x (end 0 or -1)."""
-    s = jnp.exp(x)
     if end == 0:
-        s0, s1, s2 = s[:, 0], s[:, 1], s[:, 2]
+        s0, s1, s2 = (jnp.exp(x[:, k]) for k in (0, 1, 2))
     else:
-        s0, s1, s2 = s[:, -1], s[:, -2], s[:, -3]
+        s0, s1, s2 = (jnp.exp(x[:, k]) for k in (-1, -2, -3))
     rho = (s0 - s1) / (s2 - s1)
     return 1.0 - rho, rho
 

@@ -103,7 +103,10 @@ def _payoff_integral(a, b, strike, is_call):
 
 
 def _bucket(rows: int) -> int:
-    """Padded row count (2^k or 3 * 2^(k-1), at least 8): few distinct shapes, few recompilations."""
+    """Padded row count: 2^k or 3 * 2^(k-1) (at least 8) up to 256, then a multiple of 128: few distinct
+    shapes (few recompilations) and little padding for large batches."""
+    if rows > 256:
+        return -(-rows // 128) * 128
     size = 8
     while size < rows:
         size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
