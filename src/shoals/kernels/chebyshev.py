@@ -65,7 +65,7 @@ import scipy.fft
 from jax import lax
 
 DEFAULT_CHUNK = 256
-_ELEMENTWISE_WEIGHT = 4.0
+_ELEMENTWISE_WEIGHT = 12.0
 
 
 def lobatto_points(count: int) -> np.ndarray:
@@ -234,20 +234,37 @@ def _multiply_modes(tensor, factors, transpose=False):
 
 
 class Plan(NamedTuple):
-    """Evaluation plan: dimension groups A (GEMM rows) and B (GEMM columns) of the (core) tensor."""
+    """Evaluation plan: dimension groups A (GEMM rows) and B (GEMM columns) of the (core) tensor.
+
+    ``b_dims`` are in contraction order reversed: after the GEMM the last of them is contracted first.
+    ``chunk`` is the number of points per ``lax.map`` step (temporaries of ~2 MB).
+    """
     a_dims: tuple
     b_dims: tuple
+    chunk: int = DEFAULT_CHUNK
 
 
 def _variants(outputs, dims):
     return sorted({tuple(o[i] for i in dims) for o in outputs})
 
 
+def _tree_cost(outputs, shape, a_dims, b_dims):
+    """Multiply-adds of contracting the GEMM output over ``b_dims`` (last first), sharing equal prefixes."""
+    cost, size = 0, prod(shape[i] for i in b_dims)
+    for level in range(len(b_dims), 0, -1):
+        groups = len(_variants(outputs, a_dims + b_dims[level - 1:]))
+        cost += groups * size
+        size //= shape[b_dims[level - 1]]
+    return cost
+
+
 def make_plan(shape, outputs) -> Plan:
     """The split of the dimensions that minimises the estimated cost of evaluating ``outputs``.
 
-    Cost = sum_variants |A| |B| (GEMM multiply-adds, one GEMM per distinct basis of group A among the
-    outputs) + w * (variants * |A| + outputs * 2 |B|) (Kronecker products and the row-wise dot).
+    Cost = sum over the distinct bases of group A among the outputs of |A| |B| (one GEMM each) plus
+    w * (the row-wise Kronecker products of group A and the contraction tree over group B, in which
+    outputs that agree on the dimensions contracted so far share the work).  Within B, dimensions with
+    fewer distinct derivative orders are contracted first (on the largest tensor).
     """
     d = len(shape)
     if d == 1:
@@ -255,14 +272,15 @@ def make_plan(shape, outputs) -> Plan:
     best = None
     for size in range(1, d):
         for a_dims in itertools.combinations(range(d), size):
-            b_dims = tuple(i for i in range(d) if i not in a_dims)
+            rest = [i for i in range(d) if i not in a_dims]
+            b_dims = tuple(sorted(rest, key=lambda i: (-len(_variants(outputs, (i,))), shape[i])))
             rows, cols = prod(shape[i] for i in a_dims), prod(shape[i] for i in b_dims)
             n_var = len(_variants(outputs, a_dims))
-            n_b = len(_variants(outputs, b_dims))
-            cost = n_var * rows * cols + _ELEMENTWISE_WEIGHT * (n_var * rows + n_b * cols
-                                                                 + len(outputs) * cols)
+            cost = n_var * rows * cols + _ELEMENTWISE_WEIGHT * (
+                n_var * rows + _tree_cost(outputs, shape, a_dims, b_dims))
             if best is None or cost < best[0]:
-                best = (cost, Plan(a_dims, b_dims))
+                chunk = int(min(512, max(32, 1 << int(np.log2(max(1, (1 << 18) // max(rows, cols)))))))
+                best = (cost, Plan(a_dims, b_dims, chunk))
     return best[1]
 
 
@@ -273,27 +291,35 @@ def plan_matrix(core, plan: Plan) -> np.ndarray:
     return np.transpose(core, plan.a_dims + plan.b_dims).reshape(rows, -1)
 
 
+def _contract(tensor, b_dims, basis_sets, outputs, indices, results):
+    """Contract ``tensor`` (m, r_b1..r_bk) over its last axis for each distinct order of that dimension
+    among ``outputs`` (indices into ``results``), recursing on the shared partial results."""
+    if not b_dims:
+        for index in indices:
+            results[index] = tensor
+        return
+    dim = b_dims[-1]
+    for order in sorted({outputs[i][dim] for i in indices}):
+        vector = basis_sets[dim][order]
+        reduced = jnp.sum(tensor * vector.reshape(vector.shape[:1] + (1,) * (tensor.ndim - 2)
+                                                  + vector.shape[1:]), axis=-1)
+        _contract(reduced, b_dims[:-1], basis_sets, outputs,
+                  [i for i in indices if outputs[i][dim] == order], results)
+
+
 def _evaluate_plan_chunk(points, matrix, factors, lower, upper, *, counts, plan, outputs):
     max_orders = [max(o[i] for o in outputs) for i in range(len(counts))]
     basis_sets = _scaled_bases(points, lower, upper, counts, max_orders)
     basis_sets = [levels if u is None else [level @ u for level in levels]
                   for levels, u in zip(basis_sets, factors)]
-    z_by_variant = {}
+    ranks = [levels[0].shape[-1] for levels in basis_sets]
+    results = [None] * len(outputs)
     for variant in _variants(outputs, plan.a_dims):
         w = _kron_rows([basis_sets[i][j] for i, j in zip(plan.a_dims, variant)])
-        z_by_variant[variant] = w @ matrix
-    v_by_variant = {}
-    results = []
-    for order in outputs:
-        z = z_by_variant[tuple(order[i] for i in plan.a_dims)]
-        if not plan.b_dims:
-            results.append(z[:, 0])
-            continue
-        key = tuple(order[i] for i in plan.b_dims)
-        if key not in v_by_variant:
-            v_by_variant[key] = _kron_rows([basis_sets[i][j] for i, j in zip(plan.b_dims, key)])
-        results.append(jnp.sum(z * v_by_variant[key], axis=1))
-    return jnp.stack(results, axis=1)
+        z = (w @ matrix).reshape((points.shape[0],) + tuple(ranks[i] for i in plan.b_dims))
+        indices = [k for k, o in enumerate(outputs) if tuple(o[i] for i in plan.a_dims) == variant]
+        _contract(z, plan.b_dims, basis_sets, outputs, indices, results)
+    return jnp.stack([r.reshape(-1) for r in results], axis=1)
 
 
 def chunked(function, points, chunk: int = DEFAULT_CHUNK):
@@ -313,7 +339,7 @@ def chunked(function, points, chunk: int = DEFAULT_CHUNK):
     return out.reshape((total,) + out.shape[2:])[:m]
 
 
-def plan_evaluator(plan: Plan, counts, outputs, chunk: int = DEFAULT_CHUNK):
+def plan_evaluator(plan: Plan, counts, outputs):
     """A jitted ``f(points, matrix, factors, lower, upper) -> (m, len(outputs))`` for a fixed plan.
 
     ``matrix`` is :func:`plan_matrix` of the (core) tensor, ``factors`` the Tucker factors (``None``
@@ -328,7 +354,7 @@ def plan_evaluator(plan: Plan, counts, outputs, chunk: int = DEFAULT_CHUNK):
         def one_chunk(block):
             return _evaluate_plan_chunk(block, matrix, factors, lower, upper, counts=counts, plan=plan,
                                         outputs=outputs)
-        return chunked(one_chunk, points, chunk)
+        return chunked(one_chunk, points, plan.chunk)
 
     return evaluate
 
