@@ -100,6 +100,15 @@ def time_fractions(n_steps: int) -> np.ndarray:
     return np.arange(int(n_steps) + 1, dtype=np.float64) / int(n_steps)
 
 
+def padded_steps(n_steps: int) -> int:
+    """The bucket a grid of N steps is padded to: N rounded up to 2 significant bits (1, 2, 3, 4, 6, 8, 12,
+    16, 24, 32, ..., 192, 256, 384, ...: fewer than 1/2 extra steps, none for 252 = 1y of daily steps ->
+    256).  Trades with different N then share a compiled kernel; padding steps have zero length."""
+    n = int(n_steps)
+    shift = max(n.bit_length() - 2, 0)
+    return -(-n >> shift) << shift
+
+
 def _interp_row(row, nodes, spot, log_spot=None):
     """Linear interpolation of ``row`` at ``spot`` on ``nodes``, flat beyond the ends (as LocalVolGrid.vol);
     with ``log_spot`` given the nodes are taken as uniform in ln S and the cell is found by a division."""
@@ -114,29 +123,34 @@ def _interp_row(row, nodes, spot, log_spot=None):
     return (1.0 - u) * row[i] + u * row[i + 1]
 
 
-def _market_arrays(market, n_steps, local):
-    """(x0, dt (N,), drift integrals (N,), discounts (N+1,)) of one trade."""
+def _market_arrays(market, schedule, local):
+    """(x0, dt (N,), sqrt(dt) (N,), drift integrals (N,), discounts (N+1,)) of one trade.  sqrt(dt) is
+    sqrt(T) sqrt(dt / T) under flat vol so that derivatives stay finite on zero-length (padding) steps."""
     if local:
-        times = market["times"]
-        return jnp.log(market["spot"]), jnp.diff(times), market["log_drifts"], market["discounts"]
-    times = market["maturity"] * jnp.asarray(time_fractions(n_steps))
+        times = schedule["times"]
+        return (jnp.log(market["spot"]), jnp.diff(times), schedule["sqrt_dt"], schedule["log_drifts"],
+                schedule["discounts"])
+    times = market["maturity"] * schedule["fractions"]
     dt = jnp.diff(times)
-    return (jnp.log(market["spot"]), dt, (market["rate"] - market["dividend"]) * dt,
-            jnp.exp(-market["rate"] * times))
+    return (jnp.log(market["spot"]), dt, jnp.sqrt(market["maturity"]) * schedule["sqrt_fractions"],
+            (market["rate"] - market["dividend"]) * dt, jnp.exp(-market["rate"] * times))
 
 
-def path_samples(family, terms, market, *, key, draws, fixings, n_steps, antithetic, local, vol_spots=None,
-                 normals=None, log_uniform=False):
+def path_samples(family, terms, market, schedule, *, key, draws, antithetic, local, vol_spots=None,
+                 vol_table=None, normals=None, log_uniform=False):
     """Discounted payoff and control samples (B,) of one trade for sample indices ``draws`` (B,).
 
-    ``market``: flat ``spot, vol, rate, dividend, maturity``; local ``spot, times (N+1), log_drifts (N),
-    discounts (N+1), vol_rows (N, ns)`` (the local vol at each t_j on the spot nodes ``vol_spots``, uniform in
-    ln S when ``log_uniform``).
-    ``fixings`` (N,) marks steps ending on a fixing date; ``normals`` (N, B) replaces the pseudo-random
-    draws (Sobol); with ``antithetic`` each sample averages the paths of Z and -Z.
+    ``market`` (what Greeks differentiate): flat ``spot, vol, rate, dividend, maturity``; local ``spot``.
+    ``schedule`` (per-trade grid data, N steps including leading zero-length padding steps): ``steps`` (N,)
+    the draw index of each step (the unpadded step number), ``fixings`` (N,) True where the step ends on a
+    fixing date; flat ``fractions`` (N+1) t_j / T and ``sqrt_fractions`` (N) sqrt(dt_j / T); local ``times``
+    (N+1), ``sqrt_dt`` (N), ``log_drifts`` (N) int (r - q), ``discounts`` (N+1), ``vol_index``/``vol_weight``
+    (N) the time cell of t_j in the local vol grid ``vol_table`` (nt, ns) on spot nodes ``vol_spots`` (uniform
+    in ln S when ``log_uniform``).  ``normals`` (N, B) replaces the pseudo-random draws (Sobol); with
+    ``antithetic`` each sample averages the paths of Z and -Z.
     """
     observer = OBSERVERS[family]
-    x0, dts, drifts, discounts = _market_arrays(market, n_steps, local)
+    x0, dts, sqrt_dts, drifts, discounts = _market_arrays(market, schedule, local)
     size = draws.shape[0] * (2 if antithetic else 1)
     x = jnp.full((size,), x0)
 
@@ -150,21 +164,26 @@ def path_samples(family, terms, market, *, key, draws, fixings, n_steps, antithe
 
     def body(carry, inputs):
         x, spot, state = carry
-        step, dt, drift, discount1, fixing, row, z = inputs
+        step, dt, sqrt_dt, drift, discount1, fixing, cell, weight, z = inputs
         if z is None:
             z = step_normals(key, step, draws)
         z = doubled(z)
-        sigma = _interp_row(row, vol_spots, spot, x if log_uniform else None) if local else market["vol"]
+        if local:
+            row = (1.0 - weight) * vol_table[cell] + weight * vol_table[cell + 1]
+            sigma = _interp_row(row, vol_spots, spot, x if log_uniform else None)
+        else:
+            sigma = market["vol"]
         variance = sigma * sigma * dt
-        x1 = x + drift - 0.5 * variance + sigma * jnp.sqrt(dt) * z
+        x1 = x + drift - 0.5 * variance + sigma * sqrt_dt * z
         spot1 = jnp.exp(x1) if with_spot else None      # one exponential per step, shared by vol and payoff
         uniform = repeated(step_uniforms(key, step, draws)) if observer.needs_uniforms else None
         return (x1, spot1, observer.step(terms, state, x, x1, spot1, variance, discount1, fixing, uniform)), None
 
-    steps = jnp.arange(n_steps, dtype=jnp.uint32)
-    rows = market["vol_rows"] if local else None
-    (x_t, _, state), _ = jax.lax.scan(body, (x, jnp.exp(x) if with_spot else None, observer.init(terms, x)),
-                                      (steps, dts, drifts, discounts[1:], fixings, rows, normals))
+    cells = schedule["vol_index"] if local else None
+    weights = schedule["vol_weight"] if local else None
+    (x_t, _, state), _ = jax.lax.scan(
+        body, (x, jnp.exp(x) if with_spot else None, observer.init(terms, x)),
+        (schedule["steps"], dts, sqrt_dts, drifts, discounts[1:], schedule["fixings"], cells, weights, normals))
     value, control = observer.final(terms, state, x_t, discounts[-1])
     if antithetic:
         half = draws.shape[0]
@@ -177,42 +196,46 @@ def _block_draws(block, samples, offset):
     return (offset + local).astype(jnp.uint32), local < samples.astype(jnp.uint64)
 
 
-_STATIC = ("family", "n_steps", "n_blocks", "antithetic", "local", "log_uniform")
+_STATIC = ("family", "n_blocks", "antithetic", "local", "log_uniform")
+
+
+def _over_trades_and_blocks(one_block, terms, market, schedule, keys, blocks, normals):
+    per_block = jax.vmap(one_block, in_axes=(None, None, None, None, 0, None if normals is None else 0))
+    return jax.vmap(per_block, in_axes=(0, 0, 0, 0, None, None if normals is None else 0))(
+        terms, market, schedule, keys, blocks, normals)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def path_block_moments(*, family, n_steps, n_blocks, antithetic, local, terms, market, keys, fixings, first_block,
-                       samples, offset=0, vol_spots=None, normals=None, log_uniform=False):
+def path_block_moments(*, family, n_blocks, antithetic, local, terms, market, schedule, keys, first_block, samples,
+                       offset=0, vol_spots=None, vol_table=None, normals=None, log_uniform=False):
     """Per-block moments (trades, n_blocks, 6) = (count, mean, mean of control, M2, M2 of control,
-    co-moment) of :func:`path_samples` for a batch of trades (leading axis of ``terms``, ``market``, ``keys``
-    and ``normals`` (trades, n_blocks, N, B)) over blocks ``first_block .. first_block + n_blocks - 1`` of
-    ``samples`` samples; draw indices are ``offset`` + the sample index."""
-    def one_block(terms, market, key, block, z):
+    co-moment) of :func:`path_samples` for a batch of trades (leading axis of ``terms``, ``market``,
+    ``schedule``, ``keys`` and ``normals`` (trades, n_blocks, N, B)) over blocks ``first_block ..
+    first_block + n_blocks - 1`` of ``samples`` samples; draw indices are ``offset`` + the sample index."""
+    def one_block(terms, market, schedule, key, block, z):
         draws, valid = _block_draws(block, samples, offset)
-        value, control = path_samples(family, terms, market, key=key, draws=draws, fixings=fixings,
-                                      n_steps=n_steps, antithetic=antithetic, local=local, vol_spots=vol_spots,
-                                      normals=z, log_uniform=log_uniform)
+        value, control = path_samples(family, terms, market, schedule, key=key, draws=draws, antithetic=antithetic,
+                                      local=local, vol_spots=vol_spots, vol_table=vol_table, normals=z,
+                                      log_uniform=log_uniform)
         return block_moments(value, control, valid)
 
-    blocks = first_block + jnp.arange(n_blocks)
-    per_block = jax.vmap(one_block, in_axes=(None, None, None, 0, None if normals is None else 0))
-    return jax.vmap(per_block, in_axes=(0, 0, 0, None, None if normals is None else 0))(
-        terms, market, keys, blocks, normals)
+    return _over_trades_and_blocks(one_block, terms, market, schedule, keys, first_block + jnp.arange(n_blocks),
+                                   normals)
 
 
 @partial(jax.jit, static_argnames=_STATIC + ("directions",))
-def path_block_tangents(*, family, n_steps, n_blocks, antithetic, local, terms, market, keys, fixings, first_block,
-                        samples, directions, spot_scales=(1.0,), offset=0, vol_spots=None, normals=None,
+def path_block_tangents(*, family, n_blocks, antithetic, local, terms, market, schedule, keys, first_block, samples,
+                        directions, spot_scales=(1.0,), offset=0, vol_spots=None, vol_table=None, normals=None,
                         log_uniform=False):
     """Per-block sums of pathwise derivatives (trades, n_blocks, len(spot_scales), len(directions)):
     forward-mode AD (``jax.jvp``) of the block's payoff sum with respect to each market field named in
     ``directions``, evaluated with the spot scaled by each of ``spot_scales`` (common random numbers)."""
-    def one_block(terms, market, key, block, z):
+    def one_block(terms, market, schedule, key, block, z):
         draws, valid = _block_draws(block, samples, offset)
 
         def total(m):
-            value, _ = path_samples(family, terms, m, key=key, draws=draws, fixings=fixings, n_steps=n_steps,
-                                    antithetic=antithetic, local=local, vol_spots=vol_spots, normals=z,
+            value, _ = path_samples(family, terms, m, schedule, key=key, draws=draws, antithetic=antithetic,
+                                    local=local, vol_spots=vol_spots, vol_table=vol_table, normals=z,
                                     log_uniform=log_uniform)
             return tree_sum(jnp.where(valid, value, 0.0))
 
@@ -227,7 +250,5 @@ def path_block_tangents(*, family, n_steps, n_blocks, antithetic, local, terms, 
             rows.append(jnp.stack(row))
         return jnp.stack(rows)
 
-    blocks = first_block + jnp.arange(n_blocks)
-    per_block = jax.vmap(one_block, in_axes=(None, None, None, 0, None if normals is None else 0))
-    return jax.vmap(per_block, in_axes=(0, 0, 0, None, None if normals is None else 0))(
-        terms, market, keys, blocks, normals)
+    return _over_trades_and_blocks(one_block, terms, market, schedule, keys, first_block + jnp.arange(n_blocks),
+                                   normals)

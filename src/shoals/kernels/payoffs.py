@@ -113,7 +113,9 @@ class Lookback:
     @staticmethod
     def step(terms, state, x0, x1, spot1, variance, discount1, fixing, uniform):
         side = terms["side"]
-        spread = jnp.sqrt((x1 - x0) ** 2 - 2.0 * variance * jnp.log(uniform))
+        square = (x1 - x0) ** 2 - 2.0 * variance * jnp.log(uniform)
+        # zero-length (padding) steps: no excursion, and no infinite derivative of sqrt at 0
+        spread = jnp.where(variance > 0.0, jnp.sqrt(jnp.where(variance > 0.0, square, 1.0)), jnp.abs(x1 - x0))
         extreme = 0.5 * (x0 + x1 + side * spread)
         return side * jnp.maximum(side * state, side * extreme)
 

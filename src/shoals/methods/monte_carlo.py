@@ -28,10 +28,10 @@ from shoals.kernels.monte_carlo import (
 from shoals.kernels.paths import (
     PATH_BLOCK_SAMPLES,
     brownian_bridge_matrix,
+    padded_steps,
     path_block_moments,
     path_block_tangents,
     sobol_normals,
-    time_fractions,
 )
 from shoals.market import FlatMarket
 from shoals.market.local_vol import build_local_vol
@@ -254,34 +254,30 @@ class MonteCarlo:
         moments = np.zeros((n, 6)) if not self.qmc else np.zeros((n, int(self.qmc_replications), 6))
         tangents = np.full((n, 7), np.nan)
         bumps = None
-        structure = np.stack([intervals, steps], axis=1)
-        groups = np.unique(structure, axis=0)
-        batches = []
-        for n_intervals, m in groups:
-            rows = np.flatnonzero(np.all(structure == (n_intervals, m), axis=1))
-            # Sobol normals enter the kernel as data: one trade per dispatch keeps XLA's vectorisation (and
-            # so the rounding) independent of the batch.
-            batches += [(n_intervals, m, rows[i:i + 1]) for i in range(rows.size)] if self.qmc else [
-                (n_intervals, m, rows)]
-        for n_intervals, m, rows in batches:
-            n_steps = int(n_intervals * m)
-            fixings = jnp.asarray((np.arange(1, n_steps + 1) % m) == 0)
-            group_terms = {k: jnp.asarray(v[rows]) for k, v in terms.items()}
-            if local:
-                group_market = _local_market(market, grid, spot[rows], maturity[rows], n_steps)
-            else:
-                group_market = {"spot": spot[rows], "vol": vol[rows], "rate": rate[rows], "dividend": dividend[rows],
-                                "maturity": maturity[rows]}
+        n_steps = (intervals * steps).astype(int)
+        padded = np.array([padded_steps(k) for k in n_steps])
+        # One trade per dispatch (dispatches run concurrently): vmapping trades of one padded size together
+        # let XLA vectorise their per-trade scalars differently with the batch size and changed last bits;
+        # alone, a trade's arithmetic depends only on its own data and the padded size.
+        for rows in (np.array([row]) for size in np.unique(padded) for row in np.flatnonzero(padded == size)):
+            size = int(padded[rows[0]])
+            schedule = _schedule(n_steps[rows], steps[rows], size, maturity[rows], market if local else None, grid)
+            group_market = {"spot": spot[rows]} if local else {
+                "spot": spot[rows], "vol": vol[rows], "rate": rate[rows], "dividend": dividend[rows],
+                "maturity": maturity[rows]}
+            setup = {"family": family, "antithetic": self.antithetic, "local": local,
+                     "terms": {k: jnp.asarray(v[rows]) for k, v in terms.items()}, "keys": jnp.asarray(keys[rows]),
+                     "schedule": {k: jnp.asarray(v) for k, v in schedule.items()},
+                     "vol_spots": jnp.asarray(grid.spots) if local else None,
+                     "vol_table": jnp.asarray(grid.vols) if local else None, "log_uniform": log_uniform}
             group_market = {k: jnp.asarray(v) for k, v in group_market.items()}
-            setup = {"family": family, "n_steps": n_steps, "antithetic": self.antithetic, "local": local,
-                         "terms": group_terms, "keys": jnp.asarray(keys[rows]), "fixings": fixings,
-                         "vol_spots": jnp.asarray(grid.spots) if local else None, "log_uniform": log_uniform}
-            moments[rows] = self._moments(setup, group_market, streams[rows], n_steps)
+            shape_info = (n_steps[rows], size)
+            moments[rows] = self._moments(setup, group_market, streams[rows], shape_info)
             if self.greeks:
                 if family in PATHWISE:
-                    tangents[rows] = self._pathwise(setup, group_market, streams[rows], n_steps, local, family)
+                    tangents[rows] = self._pathwise(setup, group_market, streams[rows], shape_info, local, family)
                 else:
-                    bump_rows = self._bumped(setup, group_market, streams[rows], n_steps, local)
+                    bump_rows = self._bumped(setup, group_market, streams[rows], shape_info, local)
                     bumps = np.full((n, bump_rows.shape[1]), np.nan) if bumps is None else bumps
                     bumps[rows] = bump_rows
         value, std_error, beta, plain = self._estimate(moments, cv_mean)
@@ -291,7 +287,7 @@ class MonteCarlo:
         notes = [GREEK_METHODS[family]] + ([LOCAL_VOL_NOTE] if local else [])
         diagnostics = {"paths": int(self.paths), "seed": int(self.seed), "antithetic": self.antithetic,
                        "qmc": self.qmc, "engine": "log-Euler under local vol" if local else "exact GBM",
-                       "steps": (intervals * steps).reshape(shape), "control_variate": self.control_variate,
+                       "steps": n_steps.reshape(shape), "control_variate": self.control_variate,
                        "control_beta": beta.reshape(shape),
                        "blocks": -(-self._samples_per_replication() // PATH_BLOCK_SAMPLES),
                        "greeks": "; ".join(notes) if self.greeks else "none"}
@@ -303,9 +299,10 @@ class MonteCarlo:
     def _samples_per_replication(self):
         return self.samples // int(self.qmc_replications) if self.qmc else self.samples
 
-    def _dispatches(self, setup, market, streams, n_steps):
+    def _dispatches(self, setup, market, streams, shape_info):
         """(kernel keyword arguments) per dispatch: chunks of pseudo-random blocks, or one Sobol block of one
-        replication at a time (with the normals of every trade); yields (replication, kwargs)."""
+        replication at a time (one trade: its N-dimensional Sobol increments behind size - N zero-length
+        padding steps); yields (replication, kwargs, first block, blocks)."""
         samples = self._samples_per_replication()
         n_blocks = -(-samples // PATH_BLOCK_SAMPLES)
         if not self.qmc:
@@ -315,21 +312,24 @@ class MonteCarlo:
                               samples=jnp.asarray(samples, dtype=jnp.int64),
                               offset=jnp.asarray(0, dtype=jnp.uint64)), first, chunk
             return
+        (n_steps,), size = shape_info
         bridge = brownian_bridge_matrix(n_steps)
+        padding = np.zeros((size - n_steps, PATH_BLOCK_SAMPLES))
         for replication in range(int(self.qmc_replications)):
             for block in range(n_blocks):
                 start = block * PATH_BLOCK_SAMPLES
-                normals = np.stack([sobol_normals((int(self.seed), int(s), replication), n_steps, start,
-                                                  PATH_BLOCK_SAMPLES, bridge) for s in streams])[:, None]
+                increments = sobol_normals((int(self.seed), int(streams[0]), replication), n_steps, start,
+                                           PATH_BLOCK_SAMPLES, bridge)
+                normals = np.concatenate([padding, increments])[None, None]
                 yield replication, dict(setup, market=market, first_block=block, n_blocks=1,
                                         samples=jnp.asarray(samples, dtype=jnp.int64),
                                         offset=jnp.asarray(replication * samples, dtype=jnp.uint64),
                                         normals=jnp.asarray(normals)), block, 1
 
-    def _moments(self, setup, market, streams, n_steps):
+    def _moments(self, setup, market, streams, shape_info):
         """Pooled moments (trades, 6), or per replication (trades, R, 6) with ``qmc``."""
         parts = {}
-        for replication, kwargs, _, _ in self._dispatches(setup, market, streams, n_steps):
+        for replication, kwargs, _, _ in self._dispatches(setup, market, streams, shape_info):
             parts.setdefault(replication, []).append(path_block_moments(**kwargs))
         n_blocks = -(-self._samples_per_replication() // PATH_BLOCK_SAMPLES)
         pooled = [np.asarray(combine_block_moments(np.concatenate([np.asarray(p) for p in parts[r]],
@@ -337,28 +337,28 @@ class MonteCarlo:
                   for r in sorted(parts)]
         return pooled[0] if not self.qmc else np.stack(pooled, axis=1)
 
-    def _tangent_sums(self, setup, market, streams, n_steps, directions, spot_scales):
+    def _tangent_sums(self, setup, market, streams, shape_info, directions, spot_scales):
         sums = [np.asarray(path_block_tangents(directions=directions, spot_scales=spot_scales, **kwargs))
-                for _, kwargs, _, _ in self._dispatches(setup, market, streams, n_steps)]
+                for _, kwargs, _, _ in self._dispatches(setup, market, streams, shape_info)]
         blocks = np.concatenate(sums, axis=1)                           # (trades, blocks, scales, directions)
         if not self.qmc:                                                # the last chunk may run past the end
             blocks = blocks[:, :-(-self.samples // PATH_BLOCK_SAMPLES)]
         total = np.asarray(ordered_sum(np.moveaxis(blocks, 1, -1)))     # (trades, scales, directions)
         return total / (self._samples_per_replication() * (int(self.qmc_replications) if self.qmc else 1))
 
-    def _pathwise(self, setup, market, streams, n_steps, local, family):
+    def _pathwise(self, setup, market, streams, shape_info, local, family):
         """(trades, 7): dV/dS, dV/dsigma, dV/dr, dV/dT, dV/dS at S(1+h), at S(1-h), unused."""
         out = np.full((len(streams), 7), np.nan)
         directions = ("spot",) if local else (("spot", "vol", "rate", "maturity") if family in ("european", "lookback")
                                               else ("spot", "vol", "rate"))
-        base = self._tangent_sums(setup, market, streams, n_steps, directions, (1.0,))[:, 0]
+        base = self._tangent_sums(setup, market, streams, shape_info, directions, (1.0,))[:, 0]
         out[:, :len(directions)] = base
         h = float(self.gamma_bump)
-        shifted = self._tangent_sums(setup, market, streams, n_steps, ("spot",), (1.0 + h, 1.0 - h))
+        shifted = self._tangent_sums(setup, market, streams, shape_info, ("spot",), (1.0 + h, 1.0 - h))
         out[:, 4], out[:, 5] = shifted[:, 0, 0], shifted[:, 1, 0]
         return out
 
-    def _bumped(self, setup, market, streams, n_steps, local):
+    def _bumped(self, setup, market, streams, shape_info, local):
         """Means of the payoff (trades, k) under CRN-bumped markets: spot up/down, then (flat) vol, rate and
         maturity up/down."""
         h = float(self.gamma_bump)
@@ -370,7 +370,7 @@ class MonteCarlo:
         columns = []
         for name, size, relative in scenarios:
             bumped = dict(market, **{name: market[name] * size if relative else market[name] + size})
-            moments = self._moments(setup, bumped, streams, n_steps)
+            moments = self._moments(setup, bumped, streams, shape_info)
             columns.append(moments[..., 1] if not self.qmc else moments[..., 1].mean(axis=1))
         return np.stack(columns, axis=1)
 
@@ -495,21 +495,28 @@ def _own_control(family, fields):
     return np.zeros(n)
 
 
-def _local_market(snapshot, grid, spot, maturity, n_steps):
-    """Per-trade arrays of the log-Euler scheme: times (N+1), drift integrals int (r - q) per step (N),
-    discount factors (N+1) from the snapshot's curves, and the local vol rows (N, ns) at each step's start
-    (linear in t between grid times, as LocalVolGrid.vol)."""
-    times = maturity[:, None] * time_fractions(n_steps)[None, :]
+def _schedule(n_steps, steps, size, maturity, snapshot, grid):
+    """Per-trade grid data (see :func:`shoals.kernels.paths.path_samples`) for trades of N = ``n_steps`` steps
+    (``steps`` per date interval) padded to ``size`` steps by leading zero-length steps: draw index of each
+    step, fixing flags, and t_j / T with sqrt(dt_j / T) (flat vol) or, under the ``snapshot``'s local vol
+    ``grid``, times, sqrt(dt), drift integrals int (r - q) and discount factors from its curves and the time
+    cell of each step start in the grid (linear in t, as LocalVolGrid.vol)."""
+    index = np.arange(size)[None, :] - (size - n_steps)[:, None]             # the unpadded step number
+    fixings = (index >= 0) & ((index + 1) % steps[:, None] == 0)
+    fractions = np.concatenate([np.zeros((n_steps.size, 1)), np.maximum(index + 1, 0) / n_steps[:, None]], axis=1)
+    schedule = {"steps": np.maximum(index, 0).astype(np.uint32), "fixings": fixings}
+    if snapshot is None:
+        return dict(schedule, fractions=fractions, sqrt_fractions=np.sqrt(np.diff(fractions, axis=1)))
+    times = maturity[:, None] * fractions
     carry = np.asarray(snapshot.rate.integral(jnp.asarray(times))) - np.asarray(
         snapshot.dividend.integral(jnp.asarray(times)))
-    discounts = np.asarray(snapshot.rate.discount(jnp.asarray(times)))
-    nodes, vols = np.asarray(grid.times, dtype=np.float64), np.asarray(grid.vols, dtype=np.float64)
+    nodes = np.asarray(grid.times, dtype=np.float64)
     starts = times[:, :-1]
-    i = np.clip(np.searchsorted(nodes, starts, side="right") - 1, 0, nodes.size - 2)
-    u = np.clip((starts - nodes[i]) / (nodes[i + 1] - nodes[i]), 0.0, 1.0)
-    rows = (1.0 - u)[..., None] * vols[i] + u[..., None] * vols[i + 1]
-    return {"spot": spot, "times": times, "log_drifts": np.diff(carry, axis=1), "discounts": discounts,
-            "vol_rows": rows}
+    cell = np.clip(np.searchsorted(nodes, starts, side="right") - 1, 0, nodes.size - 2)
+    weight = np.clip((starts - nodes[cell]) / (nodes[cell + 1] - nodes[cell]), 0.0, 1.0)
+    return dict(schedule, times=times, sqrt_dt=np.sqrt(np.diff(times, axis=1)), log_drifts=np.diff(carry, axis=1),
+                discounts=np.asarray(snapshot.rate.discount(jnp.asarray(times))), vol_index=cell.astype(np.int32),
+                vol_weight=weight)
 
 
 def _log_uniform(spots) -> bool:
