@@ -10,7 +10,9 @@ t_i = i T / n is a grid node, m >= 1 steps per interval), with x = ln S,
 with sigma_j = sigma (flat vol: the exact GBM transition, no discretisation error) or
 sigma_j = sigma_loc(t_j, S_j) of a :class:`shoals.market.local_vol.LocalVolGrid` (log-Euler; bilinear in
 (t, S) like ``LocalVolGrid.vol``).  The drift integral is exact, so E[S_{j+1} | S_j] = S_j e^{int (r-q)}
-holds for the discretised process too (the discounted spot stays a martingale).
+holds for the discretised process too (the discounted spot stays a martingale).  Grids are padded in
+front with zero-length steps to :func:`padded_steps` (N to 2 significant bits) so that trades of
+different maturities share a compiled kernel; a step's draws use its unpadded index.
 
 Draws.  Pseudo-random: Z_j of sample i is :func:`shoals.kernels.monte_carlo.step_normals` (counter
 (j, i) under the trade's key), generated inside the time loop (``lax.scan``) so memory is O(block), not
