@@ -298,7 +298,7 @@ class ChebyshevProxy:
         array, _ = _check_points(points, self.lower, self.upper, self.names, outside)
         outputs = tuple(tuple(int(j) for j in o) for o in outputs)
         function, *arguments = self.prepare(outputs)
-        return np.asarray(function(jnp.asarray(array), *arguments))
+        return np.asarray(function(array, *arguments))
 
     def value(self, points, *, outside: str = "raise"):
         """p(x) at ``points`` of shape (n, d) -> (n,), or (d,) -> scalar.
