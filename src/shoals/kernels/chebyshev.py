@@ -325,12 +325,12 @@ def _evaluate_plan_chunk(points, matrix, factors, lower, upper, *, counts, plan,
 def chunked(function, points, chunk: int = DEFAULT_CHUNK):
     """Apply a row-wise ``function`` ((k, d) -> (k, ...)) to ``points`` chunk by chunk under ``lax.map``.
 
-    Pads the batch to a multiple of ``chunk`` (or, below one chunk, to the next power of two) so that a
-    few shapes are compiled, and cuts the padding from the result.
+    Pads the batch to a multiple of ``chunk`` (or, below one chunk, to the next power of two; a single
+    point is not padded) so that a few shapes are compiled, and cuts the padding from the result.
     """
     m = points.shape[0]
     if m <= chunk:
-        size = max(8, 1 << max(0, (m - 1).bit_length()))
+        size = 1 << max(0, (m - 1).bit_length())
         padded = jnp.concatenate([points, jnp.broadcast_to(points[-1:], (size - m, points.shape[1]))])
         return function(padded)[:m]
     total = -(-m // chunk) * chunk
