@@ -131,7 +131,7 @@ def test_asian_greeks_match_bumped_prices_in_float64():
     result = asian_pde(contract, pde_market(_market(3, spot=spots), np.ones(3)), LEAN)
     value = result["value"]
     assert value.dtype == np.float64 and result["delta"].dtype == np.float64
-    assert result["diagnostics"]["state_nodes"] == 16          # 121 // 8 + 1: refines with the spot grid
+    assert result["diagnostics"]["state_nodes"] == 31
     assert result["delta"][0] == pytest.approx((value[2] - value[1]) / (2 * h), abs=2e-4)
     assert result["gamma"][0] == pytest.approx((value[2] - 2 * value[0] + value[1]) / h ** 2, abs=2e-4)
 
@@ -181,7 +181,7 @@ def test_too_few_state_nodes_is_an_input_error(pricer, contract):
 
 
 def test_finite_difference_dispatches_path_dependent_instruments_with_vega():
-    method = FiniteDifference(space_nodes=81, time_steps=40)
+    method = FiniteDifference(space_nodes=LEAN.space_nodes, time_steps=LEAN.time_steps)
     for contract in (Asian(maturity=1.0, fixings=4, strike=100.0), Lookback(maturity=1.0),
                      Cliquet(maturity=1.0, resets=4)):
         assert method.supports(contract, _market(1))

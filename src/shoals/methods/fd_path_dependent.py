@@ -71,10 +71,10 @@ from shoals.kernels.pde import (
     time_steps,
 )
 
-#: Default family sizes (nodes of the extra state per trade).  The Asian's average grid refines with the
-#: spot grid (space_nodes / 8 + 1, at least 11): it carries the payoff's kink; the extreme and reset-level
-#: grids carry only the local-vol dependence (under flat vol the members coincide), so they stay small.
-STATE_NODES = {"lookback": 9, "cliquet": 13}
+#: Default family sizes (nodes of the extra state per trade).  The Asian's average grid carries the
+#: payoff's kink in A (31 nodes: ~1e-3 relative whatever the spot grid); the extreme and reset-level grids
+#: carry only the local-vol dependence (under flat vol the members coincide), so they stay small.
+STATE_NODES = {"asian": 31, "lookback": 9, "cliquet": 13}
 #: At least this many time steps per cliquet period (each period restarts from a kinked payoff).
 PERIOD_STEPS = 4
 
@@ -193,7 +193,7 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     Validation: tests/reference/test_pde_path_dependent_quantlib.py (geometric: analytic discrete engines,
     arithmetic: QuantLib Monte Carlo with control variate), tests/unit/test_pde_path_dependent.py.
     """
-    per_trade = max(11, method.space_nodes // 8 + 1) if state_nodes is None else int(state_nodes)
+    per_trade = STATE_NODES["asian"] if state_nodes is None else int(state_nodes)
     if per_trade < 4:
         raise InputError("needs at least 4 average nodes (cubic interpolation)", field="state_nodes",
                          value=state_nodes)
