@@ -363,7 +363,9 @@ def evaluate(coefficients, lower, upper, points, outputs=None, *, chunk: int = D
     """Interpolant (or its partial derivatives) at ``points`` (m, d) -> (m, len(outputs)); traceable.
 
     The dense path: no compression, coefficients may be tracers (usable inside jit/grad/vmap of user
-    code).  ``outputs`` is a tuple of derivative-order tuples (default: the value).
+    code).  ``outputs`` is a tuple of derivative-order tuples (default: the value).  Prefer these
+    spectral derivatives to ``jax.grad`` with respect to the points: the basis uses cos(k arccos t),
+    whose autodiff derivative is NaN on the faces of the box (t = +-1).
     """
     coefficients = jnp.asarray(coefficients)
     d = coefficients.ndim
