@@ -32,7 +32,8 @@ from shoals.calibration.surface import calibrate_surface  # noqa: E402
 from shoals.calibration.svi import fit_svi  # noqa: E402
 from shoals.io.market import read_market, write_market  # noqa: E402
 from shoals.io.quotes import read_forwards, read_quotes  # noqa: E402
-from shoals.methods import ClosedForm, FiniteDifference, MonteCarlo, price  # noqa: E402
+from shoals.methods import (  # noqa: E402
+    ChebyshevProxy, ChebyshevTT, ClosedForm, FiniteDifference, MonteCarlo, PiecewiseChebyshevProxy, price)
 from shoals.io.book import read_book  # noqa: E402
 from shoals.risk.book import Auto, price_book  # noqa: E402
 from shoals.results import PriceResult  # noqa: E402
@@ -40,7 +41,8 @@ from shoals.results import PriceResult  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "American", "ArbitrageError", "Asian", "Auto", "Barrier", "CalibrationError", "Cliquet", "ClosedForm", "European",
+    "American", "ArbitrageError", "Asian", "Auto", "Barrier", "CalibrationError", "ChebyshevProxy", "ChebyshevTT",
+    "Cliquet", "ClosedForm", "European", "PiecewiseChebyshevProxy",
     "FiniteDifference", "Lookback", "price_book", "read_book", "FlatMarket", "IMPLIED_VOL_REASONS",
     "InputError", "LocalVolGrid", "MarketSnapshot", "MonteCarlo", "PriceResult", "SVIParams", "ShoalsError",
     "UnsupportedError", "VolSurface", "ZeroCurve", "black_scholes_greeks", "black_scholes_greeks_autodiff",
