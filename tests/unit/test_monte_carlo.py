@@ -13,8 +13,14 @@ import pytest
 import scipy.stats
 
 import shoals as sh
-from shoals.kernels.monte_carlo import (BLOCK_SAMPLES, counter_normals, counter_uniforms,
-                                        european_gbm_block_stats, european_gbm_pathwise_sums, stream_keys)
+from shoals.kernels.monte_carlo import (
+    BLOCK_SAMPLES,
+    counter_normals,
+    counter_uniforms,
+    european_gbm_block_stats,
+    european_gbm_pathwise_sums,
+    stream_keys,
+)
 
 GREEKS = ("delta", "gamma", "vega", "theta", "rho")
 CALL = sh.European(strike=100.0, maturity=1.0, is_call=True)
@@ -196,8 +202,8 @@ def test_reported_standard_error_matches_the_spread(replicas):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(paths=1), dict(paths=0), dict(paths=-10), dict(paths=3, antithetic=True), dict(paths=20_001, antithetic=True),
-    dict(paths=1_000, chunk_blocks=0)])
+    {"paths": 1}, {"paths": 0}, {"paths": -10}, {"paths": 3, "antithetic": True}, {"paths": 20_001, "antithetic": True},
+    {"paths": 1_000, "chunk_blocks": 0}])
 def test_bad_parameters_raise_input_error(kwargs):
     with pytest.raises(sh.InputError) as info:
         sh.MonteCarlo(**kwargs)
@@ -215,10 +221,10 @@ def test_good_edge_parameters_are_accepted():
 @pytest.fixture(scope="module")
 def kernel_inputs():
     keys = stream_keys(3, np.array([0, 1]))
-    return dict(keys=keys, samples=jnp.asarray(4 * BLOCK_SAMPLES + 1234, dtype=jnp.int64),
-                spots=jnp.array([100.0, 90.0]), strikes=jnp.array([100.0, 95.0]), expiries=jnp.array([1.0, 0.5]),
-                volatilities=jnp.array([0.2, 0.3]), rates=jnp.array([0.05, 0.01]),
-                dividend_yields=jnp.array([0.0, 0.02]), signs=jnp.array([1.0, -1.0]))
+    return {"keys": keys, "samples": jnp.asarray(4 * BLOCK_SAMPLES + 1234, dtype=jnp.int64),
+                "spots": jnp.array([100.0, 90.0]), "strikes": jnp.array([100.0, 95.0]), "expiries": jnp.array([1.0, 0.5]),
+                "volatilities": jnp.array([0.2, 0.3]), "rates": jnp.array([0.05, 0.01]),
+                "dividend_yields": jnp.array([0.0, 0.02]), "signs": jnp.array([1.0, -1.0])}
 
 
 @pytest.mark.parametrize("antithetic", [False])
