@@ -67,6 +67,7 @@ def test_second_order_in_space_european_and_down_and_out():
         assert abs(values[-1] - exact[name]) < 5e-4
 
 
+@pytest.mark.slow
 def test_second_order_in_time():
     contract = Barrier(strike=100.0, maturity=1.0, barrier=85.0, is_call=True)
     values = [float(FiniteDifference(space_nodes=121, time_steps=steps, vega=False).price(
