@@ -69,7 +69,10 @@ def schedule(maturities, n_steps: int, pieces, rannacher: int):
     equally spaced at T/m, 2T/m, ... (m = ``pieces`` per trade, 1 for none): each piece is cut into
     ceil(n_steps / m) steps, the first (after maturity and after each event) replaced by ``rannacher``
     implicit sub-steps; zero-length padding.  Returns (start, dt, theta, at_event), each (steps, batch);
-    ``at_event`` marks the steps ending on an event strictly inside (0, T)."""
+    ``at_event`` marks the steps ending on an event strictly inside (0, T).
+
+    Validation: tests/unit/test_pde_kernel.py::test_schedule_is_the_kernel_time_steps.
+    """
     maturities = np.asarray(maturities, dtype=np.float64)
     pieces = np.asarray(pieces, dtype=np.int64)
     per_piece = np.maximum(1, np.ceil(n_steps / pieces - 1e-9)).astype(np.int64)
