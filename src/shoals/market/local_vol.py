@@ -11,9 +11,9 @@ tests/consistency/test_local_vol_reprices.py (a PDE under the grid reprices the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -214,6 +214,31 @@ def build_local_vol(snapshot, *, n_times: int = 201, n_spots: int = 801, t_max: 
         settings={"n_times": n_times, "n_spots": n_spots, "t_max": t_max, "n_std": n_std,
                   "min_denominator": min_denominator, "min_variance": min_variance, "max_variance": max_variance})
     return grid, report
+
+
+def default_local_vol(snapshot, maturities) -> LocalVolGrid:
+    """The local vol grid the pricing methods build when none is given: :func:`build_local_vol` with its
+    defaults up to the longest of ``maturities`` and the last expiry of the surface."""
+    horizon = max(float(np.max(np.asarray(maturities, dtype=np.float64))),
+                  float(np.asarray(snapshot.surface.expiries)[-1]))
+    return build_local_vol(snapshot, t_max=horizon)[0]
+
+
+def shifted_local_vol(snapshot, shift: float, like: LocalVolGrid):
+    """The snapshot with its implied vols shifted in parallel by ``shift`` (a
+    :class:`~shoals.market.surface.ShiftedSurface`) and its Dupire local vol rebuilt over the time and spot
+    range of the grid ``like``, with its number of spot nodes (default time nodes): the bumped market of a
+    surface vega (BOOK_SCHEMA.md: vega under local vol is a parallel bump of the implied surface).
+
+    Returns ``(bumped_snapshot, grid)``.
+    """
+    from shoals.market.surface import ShiftedSurface
+
+    bumped = snapshot.bump(surface=ShiftedSurface(base=snapshot.surface, shift=shift))
+    spots = np.asarray(like.spots)
+    grid, _ = build_local_vol(bumped, n_spots=spots.size, t_max=float(np.asarray(like.times)[-1]),
+                              spot_range=(float(spots[0]), float(spots[-1])))
+    return bumped, grid
 
 
 @jax.jit

@@ -24,7 +24,7 @@ from shoals.kernels.pde import (
     value_and_derivatives,
 )
 from shoals.market import FlatMarket
-from shoals.market.local_vol import LocalVolGrid, build_local_vol
+from shoals.market.local_vol import LocalVolGrid, default_local_vol, shifted_local_vol
 from shoals.market.snapshot import MarketSnapshot
 from shoals.results import PriceResult
 
@@ -113,7 +113,7 @@ class PdeMarket:
 def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> PdeMarket:
     """:class:`PdeMarket` for a batch of trades with ``maturities`` (batch,) from a :class:`FlatMarket`
     (fields broadcast with the batch) or a :class:`MarketSnapshot` (local vol: ``local_vol`` or, by
-    default, :func:`build_local_vol` up to the longest maturity)."""
+    default, :func:`default_local_vol`)."""
     maturities = np.atleast_1d(np.asarray(maturities, dtype=np.float64))
     batch = maturities.shape[0]
     if isinstance(market, FlatMarket):
@@ -122,8 +122,7 @@ def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> 
         return PdeMarket(spot=spot, vol=flat_vol_table(vol), flat_rate=rate, flat_dividend=dividend)
     if isinstance(market, MarketSnapshot):
         if local_vol is None:
-            local_vol, _ = build_local_vol(market, t_max=max(float(maturities.max()),
-                                                             float(np.asarray(market.surface.expiries)[-1])))
+            local_vol = default_local_vol(market, maturities)
         table = VolTable(times=jnp.asarray(local_vol.times), spots=jnp.asarray(local_vol.spots),
                          vols=jnp.asarray(local_vol.vols))
         spot = np.full(batch, float(np.asarray(market.spot)))
@@ -198,11 +197,13 @@ class FiniteDifference:
                                    f"supported: {', '.join(sorted(t.__name__ for t in pricers))}")
         shape = np.broadcast_shapes(*(np.shape(getattr(instrument, f.name)) for f in fields(instrument)))
         maturities = np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel()
+        if isinstance(market, MarketSnapshot) and local_vol is None:
+            local_vol = default_local_vol(market, maturities)
         base = pde_market(market, maturities, local_vol=local_vol)
         result = pricer(instrument, base, self)
         greeks = {name: result[name] for name in ("delta", "gamma", "theta") if name in result}
         if self.vega:
-            up, down = (pricer(instrument, pde_market(_shift_vol(market, sign * self.vol_bump), maturities), self)
+            up, down = (pricer(instrument, _vol_shifted(market, sign * self.vol_bump, maturities, local_vol), self)
                         for sign in (1.0, -1.0))
             greeks["vega"] = (up["value"] - down["value"]) / (2.0 * self.vol_bump)
         return PriceResult(
@@ -216,11 +217,11 @@ class FiniteDifference:
                                       if isinstance(market, MarketSnapshot) else "")})
 
 
-def _shift_vol(market, shift: float):
-    """The market with every implied vol shifted by ``shift`` (flat: the vol; snapshot: the surface)."""
+def _vol_shifted(market, shift: float, maturities, local_vol) -> PdeMarket:
+    """The PDE market with every implied vol shifted by ``shift``: the flat vol, or the implied surface shifted
+    in parallel with the local vol rebuilt over the range of the base grid (:func:`shifted_local_vol`)."""
     if isinstance(market, FlatMarket):
-        return FlatMarket(spot=market.spot, rate=market.rate, vol=np.asarray(market.vol) + shift,
-                          dividend=market.dividend)
-    from shoals.market.surface import ShiftedSurface
-
-    return market.bump(surface=ShiftedSurface(base=market.surface, shift=shift))
+        return pde_market(FlatMarket(spot=market.spot, rate=market.rate, vol=np.asarray(market.vol) + shift,
+                                     dividend=market.dividend), maturities)
+    bumped, grid = shifted_local_vol(market, shift, local_vol)
+    return pde_market(bumped, maturities, local_vol=grid)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +34,7 @@ from shoals.kernels.paths import (
     sobol_normals,
 )
 from shoals.market import FlatMarket
-from shoals.market.local_vol import build_local_vol
+from shoals.market.local_vol import default_local_vol, shifted_local_vol
 from shoals.market.snapshot import MarketSnapshot
 from shoals.results import PriceResult
 
@@ -52,7 +52,8 @@ GREEK_METHODS = {
                "knock indicator makes pathwise derivatives biased",
 }
 LOCAL_VOL_NOTE = ("under a MarketSnapshot: delta and gamma with the local vol grid held fixed (sticky local vol); "
-                  "vega (parallel implied-surface shift), theta and rho are NaN in this version")
+                  "vega: CRN central difference under the implied surface shifted in parallel by +-vol_bump, "
+                  "local vol rebuilt; theta and rho are NaN in this version")
 
 
 def stream_of(trade_id: str) -> int:
@@ -161,8 +162,7 @@ class MonteCarlo:
     def price(self, instrument, market, *, streams=None, local_vol=None) -> PriceResult:
         """Price a (batch of) contract(s) of one family; ``streams`` are the trades' random-stream numbers
         (default: position in the batch; the CLI uses :func:`stream_of` of the trade ids); ``local_vol`` a
-        prebuilt :class:`LocalVolGrid` for a MarketSnapshot (default: ``build_local_vol(market,
-        t_max=max maturity)``)."""
+        prebuilt :class:`LocalVolGrid` for a MarketSnapshot (default: :func:`default_local_vol`)."""
         if isinstance(instrument, American):
             raise UnsupportedError("monte-carlo does not price American options (early exercise needs a "
                                    "regression or a PDE); use method=FiniteDifference()")
@@ -178,7 +178,25 @@ class MonteCarlo:
         if isinstance(instrument, European) and isinstance(market, FlatMarket) and not (
                 self.qmc or self.control_variate):
             return self._price_european_gbm(instrument, market, streams)
-        return self._price_paths(instrument, market, streams, local_vol)
+        if isinstance(market, FlatMarket) or not self.greeks:
+            return self._price_paths(instrument, market, streams, local_vol)
+        if local_vol is None:
+            local_vol = default_local_vol(market, instrument.maturity)
+        result = self._price_paths(instrument, market, streams, local_vol)
+        return self._with_surface_vega(result, instrument, market, streams, local_vol)
+
+    def _with_surface_vega(self, result, instrument, market, streams, grid):
+        """Add vega under local vol: central difference of prices under the implied surface shifted by
+        +-``vol_bump`` (local vol rebuilt on the same range), common random numbers."""
+        plain = replace(self, greeks=False)
+        values = []
+        for sign in (1.0, -1.0):
+            bumped, bumped_grid = shifted_local_vol(market, sign * self.vol_bump, grid)
+            values.append(plain._price_paths(instrument, bumped, streams, bumped_grid).value)
+        up, down = values
+        greeks = dict(result.greeks, vega=(up - down) / (2.0 * self.vol_bump))
+        note = dict(result.diagnostics, local_vol=LOCAL_VOL_NOTE)
+        return replace(result, greeks=greeks, diagnostics=note)
 
     # ------------------------------------------------------------------ one-step European under GBM
     def _price_european_gbm(self, instrument, market, streams):
@@ -249,7 +267,7 @@ class MonteCarlo:
         keys = np.asarray(stream_keys(self.seed, streams))
         grid = None
         if local:
-            grid = local_vol if local_vol is not None else build_local_vol(market, t_max=float(maturity.max()))[0]
+            grid = local_vol if local_vol is not None else default_local_vol(market, maturity)
         log_uniform = local and _log_uniform(grid.spots)
         moments = np.zeros((n, 6)) if not self.qmc else np.zeros((n, int(self.qmc_replications), 6))
         tangents = np.full((n, 7), np.nan)

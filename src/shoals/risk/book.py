@@ -19,7 +19,7 @@ from shoals.errors import ShoalsError, UnsupportedError
 from shoals.instruments import stack
 from shoals.io.book import BookRow, contract_of
 from shoals.market import FlatMarket
-from shoals.market.local_vol import build_local_vol
+from shoals.market.local_vol import default_local_vol
 from shoals.market.snapshot import MarketSnapshot
 from shoals.methods import ClosedForm, FiniteDifference, MonteCarlo, stream_of
 from shoals.results import GREEK_NAMES
@@ -59,7 +59,7 @@ def _row_problem(row: BookRow, snapshot) -> str | None:
 def _market_of(rows: list[BookRow], snapshot):
     if snapshot is not None:
         return snapshot
-    column = lambda key, default=None: np.array([r.fields.get(key, default) for r in rows], dtype=np.float64)  # noqa: E731
+    column = lambda key, default=None: np.array([r.fields.get(key, default) for r in rows], dtype=np.float64)
     return FlatMarket(spot=column("spot"), rate=column("rate"), vol=column("vol"), dividend=column("dividend", 0.0))
 
 
@@ -109,9 +109,7 @@ def price_book(rows: list[BookRow], method, *, market: MarketSnapshot | None = N
             out.loc[index, "status"] = f"error: {problem}"
     priceable = [i for i, problem in enumerate(problems) if problem is None]
     if market is not None and priceable and local_vol is None and not isinstance(method, ClosedForm):
-        horizon = max(max(rows[i].fields["maturity"] for i in priceable),
-                      float(np.asarray(market.surface.expiries)[-1]))
-        local_vol, _ = build_local_vol(market, t_max=horizon)
+        local_vol = default_local_vol(market, [rows[i].fields["maturity"] for i in priceable])
     by_type: dict[str, list[int]] = {}
     for i in priceable:
         by_type.setdefault(rows[i].instrument, []).append(i)
