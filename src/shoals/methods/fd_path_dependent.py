@@ -76,7 +76,8 @@ from shoals.kernels.pde import (
 
 #: Default family sizes (nodes of the extra state per trade).  The Asian's average grid carries the
 #: payoff's kink in A (31 nodes: ~1e-3 relative whatever the spot grid); the extreme and reset-level grids
-#: carry only the local-vol dependence (under flat vol the members coincide), so they stay small.
+#: carry only the local-vol dependence (under flat vol the members coincide and any count gives the same
+#: price), sized so that local-vol prices agree with Monte Carlo (docs/pde_path_dependent.md).
 STATE_NODES = {"asian": 31, "lookback": 25, "cliquet": 21}
 #: At least this many time steps per cliquet period (each period restarts from a kinked payoff).
 PERIOD_STEPS = 4
@@ -88,7 +89,10 @@ def _field(contract, name, batch, dtype=np.float64):
 
 def replicate(market, repeats: int):
     """The :class:`PdeMarket` with each trade's row repeated ``repeats`` times (trade-major): the market
-    of a family of 1-D solves per trade.  A shared (local vol) table stays shared."""
+    of a family of 1-D solves per trade.  A shared (local vol) table stays shared.
+
+    Validation: every pricer here (tests/unit/test_pde_path_dependent.py, flat and local vol).
+    """
     vol = market.vol
     if vol.vols.ndim == 3:
         vol = VolTable(times=vol.times, spots=vol.spots, vols=jnp.repeat(vol.vols, repeats, axis=0))
