@@ -80,5 +80,6 @@ def test_grid_is_built_when_not_given_and_greeks_are_sticky_local_vol(snapshot):
                                                                          snapshot)
     assert abs(float(result.value) - float(_black(snapshot, np.array(100.0), 0.5, True))) < 4 * float(result.std_error)
     assert "sticky local vol" in result.diagnostics["greeks"]
-    assert np.isnan(result.greeks["vega"]) and np.isnan(result.greeks["rho"])
+    assert np.isnan(result.greeks["rho"]) and np.isnan(result.greeks["theta"])
+    assert 20.0 < float(result.greeks["vega"]) < 35.0   # surface vega (tests/consistency/test_surface_vega.py)
     assert 0.4 < float(result.greeks["delta"]) < 0.7 and float(result.greeks["gamma"]) > 0.0
