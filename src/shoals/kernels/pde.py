@@ -99,50 +99,66 @@ def _cell(nodes, x):
     return i, u
 
 
-def _table_variance(table: VolTable, times, spot_cells):
-    """sigma^2 at (times[b], S[b, i]) given the precomputed spot cells (j, v), shape (batch, n)."""
+def _table_variance_rows(table: VolTable, times, spot_cells):
+    """sigma^2 at (times[b], S[i, b]) in the transposed layout (n, batch), spot cells (j, v) of shape (n, batch):
+    four direct gathers per node (no row copies)."""
     j, v = spot_cells
     i, u = _cell(table.times, times)
     vols = table.vols
     if vols.ndim == 2:
-        row0, row1 = vols[i], vols[i + 1]                                   # (batch, ns)
+        def at(rows, cols):
+            return vols[rows[None, :], cols]
     else:
-        batch = jnp.arange(vols.shape[0])
-        row0, row1 = vols[batch, i], vols[batch, i + 1]
-    take = partial(jnp.take_along_axis, axis=1)
-    left = (1.0 - u)[:, None] * take(row0, j) + u[:, None] * take(row1, j)
-    right = (1.0 - u)[:, None] * take(row0, j + 1) + u[:, None] * take(row1, j + 1)
+        batch = jnp.arange(vols.shape[0])[None, :]
+
+        def at(rows, cols):
+            return vols[batch, rows[None, :], cols]
+    left = (1.0 - u)[None, :] * at(i, j) + u[None, :] * at(i + 1, j)
+    right = (1.0 - u)[None, :] * at(i, j + 1) + u[None, :] * at(i + 1, j + 1)
     return ((1.0 - v) * left + v * right) ** 2
 
 
 def table_vol(table: VolTable, times, spots):
     """sigma(t, S) of ``table`` at ``times`` (batch,) and ``spots`` (batch, n): shape (batch, n)."""
-    return jnp.sqrt(_table_variance(table, jnp.asarray(times, dtype=jnp.float64), _cell(table.spots, spots)))
+    j, v = _cell(table.spots, jnp.asarray(spots, dtype=jnp.float64))
+    return jnp.sqrt(_table_variance_rows(table, jnp.asarray(times, dtype=jnp.float64), (j.T, v.T))).T
 
 
-def space_operator(x, half_variance, drift, rate):
-    """Coefficients (l, d, u), each (batch, n - 2), of (L V)_i = l V_{i-1} + d V_i + u V_{i+1} at the
-    interior nodes: a V_xx + (mu - a) V_x - r V by non-uniform central differences
-    (h- = x_i - x_{i-1}, h+ = x_{i+1} - x_i):
+class Geometry(NamedTuple):
+    """Time-independent parts of the operator on the interior nodes, transposed to (n - 2, batch), and the
+    linear-in-S boundary weights (batch,): with a = sigma^2/2 and mu = r - q at a step,
+    l = a l_a + mu l_mu, d = a d_a + mu d_mu - r, u = a u_a + mu u_mu (see :func:`geometry`)."""
+
+    l_a: jax.Array
+    l_mu: jax.Array
+    d_a: jax.Array
+    d_mu: jax.Array
+    u_a: jax.Array
+    u_mu: jax.Array
+    low: tuple
+    high: tuple
+
+
+def geometry(x) -> Geometry:
+    """:class:`Geometry` of grids ``x`` (batch, n), computed once per solve: the operator
+    (L V)_i = l V_{i-1} + d V_i + u V_{i+1} of a V_xx + (mu - a) V_x - r V at the interior nodes by non-uniform
+    central differences (h- = x_i - x_{i-1}, h+ = x_{i+1} - x_i),
 
     V_x  ~ [-h+^2 V_{i-1} + (h+^2 - h-^2) V_i + h-^2 V_{i+1}] / (h- h+ (h- + h+))
-    V_xx ~ 2 [h+ V_{i-1} - (h- + h+) V_i + h- V_{i+1}] / (h- h+ (h- + h+))
-    """
-    minus = x[:, 1:-1] - x[:, :-2]
-    plus = x[:, 2:] - x[:, 1:-1]
+    V_xx ~ 2 [h+ V_{i-1} - (h- + h+) V_i + h- V_{i+1}] / (h- h+ (h- + h+)),
+
+    split into the parts multiplying a and mu."""
+    minus = (x[:, 1:-1] - x[:, :-2]).T
+    plus = (x[:, 2:] - x[:, 1:-1]).T
     scale = 1.0 / (minus * plus * (minus + plus))
-    a = half_variance[:, 1:-1]
-    b = drift[:, None] - a
-    lower = scale * (2.0 * a * plus - b * plus * plus)
-    upper = scale * (2.0 * a * minus + b * minus * minus)
-    diag = scale * (-2.0 * a * (minus + plus) + b * (plus * plus - minus * minus)) - rate[:, None]
-    return lower, diag, upper
+    a_low, b_low = 2.0 * scale * plus, scale * plus * plus
+    a_up, b_up = 2.0 * scale * minus, scale * minus * minus
+    return Geometry(l_a=a_low + b_low, l_mu=-b_low, d_a=-(a_low + a_up + b_low - b_up), d_mu=b_low - b_up,
+                    u_a=a_up - b_up, u_mu=b_up, low=_linear_weights(x, 0), high=_linear_weights(x, -1))
 
 
-def thomas(lower, diag, upper, rhs):
-    """Solve tridiagonal systems along the last axis, batched over the leading axis (Thomas algorithm;
-    ``lower[:, 0]`` and ``upper[:, -1]`` are ignored).  Stable for the diagonally dominant systems of
-    the implicit step."""
+def _thomas_rows(lower, diag, upper, rhs):
+    """Thomas sweep over the leading axis of (m, batch) arrays (``lower[0]``, ``upper[-1]`` ignored)."""
     def forward(carry, row):
         c_prev, y_prev = carry
         l, d, u, r = row
@@ -151,9 +167,8 @@ def thomas(lower, diag, upper, rhs):
         y = (r - l * y_prev) / denominator
         return (c, y), (c, y)
 
-    zeros = jnp.zeros(rhs.shape[0], dtype=rhs.dtype)
-    rows = (lower.T.at[0].set(0.0), diag.T, upper.T, rhs.T)
-    _, (c, y) = jax.lax.scan(forward, (zeros, zeros), rows)
+    zeros = jnp.zeros(rhs.shape[1], dtype=rhs.dtype)
+    _, (c, y) = jax.lax.scan(forward, (zeros, zeros), (lower.at[0].set(0.0), diag, upper, rhs))
 
     def backward(following, row):
         c_i, y_i = row
@@ -161,7 +176,7 @@ def thomas(lower, diag, upper, rhs):
         return value, value
 
     _, solution = jax.lax.scan(backward, zeros, (c, y), reverse=True)
-    return solution.T
+    return solution
 
 
 def _linear_weights(x, end):
@@ -176,51 +191,62 @@ def _linear_weights(x, end):
 
 def theta_step(values, *, x, half_variance, drift, rate, dt, theta, lower_value, upper_value,
                lower_dirichlet, upper_dirichlet, lower_node=None, upper_node=None, lower_weights=None,
-               upper_weights=None):
+               upper_weights=None, grid: Geometry | None = None):
     """One backward step of length ``dt`` (batch,) from V^{n+1} = ``values`` (batch, n) to V^n.
 
-    ``half_variance`` (batch, n) is a = sigma^2 / 2 at the step's mid-time; ``drift`` mu = r - q, ``rate``
-    r and ``theta`` are (batch,); Dirichlet sides (``*_dirichlet`` (batch,) bools) take ``*_value`` (batch,)
-    at the new time level, the others are linear in S, or, where ``*_weights`` = (w1, w2, w0) (each
-    (batch,)) is given, V_end = w1 V_next + w2 V_nextnext + w0 at the new time level (a Robin/Neumann
-    condition discretised one-sidedly, e.g. the lookback's dV/dM = 0 on the diagonal).
+    ``half_variance`` (batch, n) is a = sigma^2 / 2 at the step's mid-time (or (n, batch) transposed when
+    ``grid``, the precomputed :func:`geometry` of ``x``, is given: the layout of :func:`solve_backward`);
+    ``drift`` mu = r - q, ``rate`` r and ``theta`` are (batch,); Dirichlet sides (``*_dirichlet`` (batch,)
+    bools) take ``*_value`` (batch,) at the new time level, the others are linear in S, or, where
+    ``*_weights`` = (w1, w2, w0) (each (batch,)) is given, V_end = w1 V_next + w2 V_nextnext + w0 at the
+    new time level (a Robin/Neumann condition discretised one-sidedly, e.g. the lookback's dV/dM = 0 on the
+    diagonal).
 
     ``lower_node`` / ``upper_node`` (batch,) ints (optional) move a Dirichlet side inside the grid: nodes
     i <= ``lower_node`` (i >= ``upper_node``) are held at ``lower_value`` (``upper_value``) by identity rows,
     so a barrier on an interior node is an exact Dirichlet boundary and the solution beyond it is decoupled
     (knock-out legs on the same nodes as the vanilla they are compared with).  Defaults: the end nodes.
+
+    Computed in the transposed layout (nodes, batch) so that the Thomas sweep scans rows without copies.
     """
-    lower, diag, upper = space_operator(x, half_variance, drift, rate)
-    explicit = lower * values[:, :-2] + diag * values[:, 1:-1] + upper * values[:, 2:]
-    rhs = values[:, 1:-1] + ((1.0 - theta) * dt)[:, None] * explicit
-    step = (theta * dt)[:, None]
+    if grid is None:
+        grid = geometry(x)
+        half_variance = half_variance.T
+    v = values.T
+    a = half_variance[1:-1]
+    mu = drift[None, :]
+    lower = a * grid.l_a + mu * grid.l_mu
+    diag = a * grid.d_a + mu * grid.d_mu - rate[None, :]
+    upper = a * grid.u_a + mu * grid.u_mu
+    rhs = v[1:-1] + ((1.0 - theta) * dt)[None, :] * (lower * v[:-2] + diag * v[1:-1] + upper * v[2:])
+    step = (theta * dt)[None, :]
     a_lower, a_diag, a_upper = -step * lower, 1.0 - step * diag, -step * upper
-    w1_low, w2_low, w0_low = (*_linear_weights(x, 0), 0.0) if lower_weights is None else lower_weights
-    w1_up, w2_up, w0_up = (*_linear_weights(x, -1), 0.0) if upper_weights is None else upper_weights
-    # First interior row: V_0 known (Dirichlet) or V_0 = w1 V_1 + w2 V_2 (linear in S).
-    first_l = a_lower[:, 0]
-    rhs = rhs.at[:, 0].add(-first_l * jnp.where(lower_dirichlet, lower_value, w0_low))
-    a_diag = a_diag.at[:, 0].add(jnp.where(lower_dirichlet, 0.0, first_l * w1_low))
-    a_upper = a_upper.at[:, 0].add(jnp.where(lower_dirichlet, 0.0, first_l * w2_low))
-    last_u = a_upper[:, -1]
-    rhs = rhs.at[:, -1].add(-last_u * jnp.where(upper_dirichlet, upper_value, w0_up))
-    a_diag = a_diag.at[:, -1].add(jnp.where(upper_dirichlet, 0.0, last_u * w1_up))
-    a_lower = a_lower.at[:, -1].add(jnp.where(upper_dirichlet, 0.0, last_u * w2_up))
+    w1_low, w2_low, w0_low = (*grid.low, 0.0) if lower_weights is None else lower_weights
+    w1_up, w2_up, w0_up = (*grid.high, 0.0) if upper_weights is None else upper_weights
+    # First interior row: V_0 known (Dirichlet) or V_0 = w1 V_1 + w2 V_2 + w0 (linear in S or Robin).
+    first_l = a_lower[0]
+    rhs = rhs.at[0].add(-first_l * jnp.where(lower_dirichlet, lower_value, w0_low))
+    a_diag = a_diag.at[0].add(jnp.where(lower_dirichlet, 0.0, first_l * w1_low))
+    a_upper = a_upper.at[0].add(jnp.where(lower_dirichlet, 0.0, first_l * w2_low))
+    last_u = a_upper[-1]
+    rhs = rhs.at[-1].add(-last_u * jnp.where(upper_dirichlet, upper_value, w0_up))
+    a_diag = a_diag.at[-1].add(jnp.where(upper_dirichlet, 0.0, last_u * w1_up))
+    a_lower = a_lower.at[-1].add(jnp.where(upper_dirichlet, 0.0, last_u * w2_up))
     if lower_node is not None or upper_node is not None:
-        index = jnp.arange(1, values.shape[1] - 1)[None, :]
-        held_low = (jnp.asarray(lower_dirichlet)[:, None] & (index <= lower_node[:, None])
+        index = jnp.arange(1, v.shape[0] - 1)[:, None]
+        held_low = (jnp.asarray(lower_dirichlet)[None, :] & (index <= lower_node[None, :])
                     if lower_node is not None else jnp.zeros_like(index, dtype=bool))
-        held_high = (jnp.asarray(upper_dirichlet)[:, None] & (index >= upper_node[:, None])
+        held_high = (jnp.asarray(upper_dirichlet)[None, :] & (index >= upper_node[None, :])
                      if upper_node is not None else jnp.zeros_like(index, dtype=bool))
         held = held_low | held_high
-        rhs = jnp.where(held_low, lower_value[:, None], jnp.where(held_high, upper_value[:, None], rhs))
+        rhs = jnp.where(held_low, lower_value[None, :], jnp.where(held_high, upper_value[None, :], rhs))
         a_lower = jnp.where(held, 0.0, a_lower)
         a_diag = jnp.where(held, 1.0, a_diag)
         a_upper = jnp.where(held, 0.0, a_upper)
-    inner = thomas(a_lower, a_diag, a_upper, rhs)
-    low = jnp.where(lower_dirichlet, lower_value, w1_low * inner[:, 0] + w2_low * inner[:, 1] + w0_low)
-    high = jnp.where(upper_dirichlet, upper_value, w1_up * inner[:, -1] + w2_up * inner[:, -2] + w0_up)
-    return jnp.concatenate([low[:, None], inner, high[:, None]], axis=1)
+    inner = _thomas_rows(a_lower, a_diag, a_upper, rhs)
+    low = jnp.where(lower_dirichlet, lower_value, w1_low * inner[0] + w2_low * inner[1] + w0_low)
+    high = jnp.where(upper_dirichlet, upper_value, w1_up * inner[-1] + w2_up * inner[-2] + w0_up)
+    return jnp.concatenate([low[None, :], inner, high[None, :]], axis=0).T
 
 
 class Steps(NamedTuple):
@@ -257,18 +283,20 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     upper_weights)`` (static; optional) gives each step the side weights of :func:`theta_step` from the
     values at the step's later end (a lagged Robin condition; None for a side keeps it linear in S).
     """
-    spot_cells = _cell(vol.spots, jnp.exp(x))
+    j, v = _cell(vol.spots, jnp.exp(x))
+    spot_cells = (j.T, v.T)
+    grid = geometry(x)
 
     def body(values, inputs):
         index, step, data = inputs
         mid = step.start - 0.5 * step.dt
-        half_variance = 0.5 * _table_variance(vol, mid, spot_cells)
+        half_variance = 0.5 * _table_variance_rows(vol, mid, spot_cells)
         weights = (None, None) if boundary is None else boundary(values, data, index, event_constants)
         values = theta_step(values, x=x, half_variance=half_variance, drift=step.drift, rate=step.rate,
                             dt=step.dt, theta=step.theta, lower_value=step.lower_value,
                             upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
                             upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
-                            lower_weights=weights[0], upper_weights=weights[1])
+                            lower_weights=weights[0], upper_weights=weights[1], grid=grid)
         if event is not None:
             values = (event(values, data, index) if event_constants is None
                       else event(values, data, index, event_constants))
