@@ -13,20 +13,31 @@
    grid (per-option time = total / count);
 3. the per-option ratio QuantLib / Shoals is printed (goal >= 10).
 
-Run: ``python benchmarks/bench_pde.py`` (2 cores; takes a few minutes).  Sections are functions so that
-further books (e.g. the seed's 150-trade book) can be added as new sections of :func:`main`.
+The seed-book section (``--book``, on by default): the seed's 150-trade exotic book
+(:func:`shoals.data.synthetic.seed_book`: down-and-out and up-and-in barriers, fixed lookbacks, monthly
+Asians and cliquets, maturities 0.25-5 y) under the Dupire local vol of the seed's synthetic market
+(calibrated from :func:`shoals.data.synthetic.seed_quotes`, not timed), priced by
+:func:`shoals.price_book` with value, delta, gamma and theta (no vega) at the default grid: warm median
+time, time per instrument type, the largest relative error against a 2x refined grid, and the seed's own
+PDE time per trade (``seed_pipeline_native.py --mode pde``, one trade, extrapolated to the book).
+
+Run: ``python benchmarks/bench_pde.py`` (2 cores; takes a few minutes).  Sections are functions of :func:`main`.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import QuantLib as ql
 
-import shoals  # noqa: F401  (float64)
+import shoals
 from shoals.instruments import Barrier
 from shoals.market import FlatMarket
 from shoals.methods.finite_difference import FiniteDifference
@@ -152,6 +163,52 @@ def barrier_section(count: int, sample_size: int, quantlib_count: int, accuracy:
             "quantlib_s_per_option": per_quantlib, "ratio": per_quantlib / per_shoals}
 
 
+def seed_book_section(repeats: int, baseline: Path | None) -> dict:
+    """The seed's 150-trade book under local vol, value + delta + gamma + theta (module docstring)."""
+    from shoals.calibration.surface import calibrate_surface
+    from shoals.data.synthetic import seed_book, seed_quotes
+    from shoals.instruments import stack
+    from shoals.io.book import contract_of
+    from shoals.io.quotes import read_quotes
+    from shoals.market.local_vol import default_local_vol
+    from shoals.risk.book import price_book
+
+    with tempfile.TemporaryDirectory() as folder:
+        quotes, book = Path(folder) / "quotes.csv", Path(folder) / "book.csv"
+        seed_quotes().to_csv(quotes, index=False)
+        seed_book().to_csv(book, index=False)
+        snapshot = calibrate_surface(*read_quotes(quotes, spot=100.0), spot=100.0).snapshot
+        rows = shoals.read_book(book)
+    grid = default_local_vol(snapshot, [r.fields["maturity"] for r in rows])
+    method = FiniteDifference(vega=False)
+    price_book(rows, method, market=snapshot, local_vol=grid)              # warm-up (compilation)
+    total = median_time(lambda: price_book(rows, method, market=snapshot, local_vol=grid), repeats)
+    base = price_book(rows, method, market=snapshot, local_vol=grid)["price"].to_numpy()
+    fine = price_book(rows, FiniteDifference(vega=False, space_nodes=481, time_steps=400), market=snapshot,
+                      local_vol=grid)["price"].to_numpy()
+    error = np.abs(base - fine) / np.maximum(np.abs(fine), 1e-2)
+    kinds = np.array([r.instrument for r in rows])
+    print(f"[seed book] {len(rows)} trades under local vol (value, delta, gamma, theta) in {total:.3f} s warm "
+          f"(median of {repeats}; goal <= 0.5 s)")
+    for kind in np.unique(kinds):
+        members = [r for r in rows if r.instrument == kind]
+        contract = stack([contract_of(r) for r in members])
+        seconds = median_time(lambda c=contract: method.price(c, snapshot, local_vol=grid), repeats)
+        print(f"[seed book]   {kind:9s} {len(members):3d} trades {seconds:.3f} s, max relative error vs "
+              f"481 x 400: {error[kinds == kind].max():.1e}")
+    report = {"trades": len(rows), "shoals_s": total, "max_relative_error": float(error.max())}
+    if baseline is not None and baseline.exists():
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(baseline), "--mode", "pde", "--trade-index", "0"], check=True,
+                       capture_output=True)
+        per_trade = time.perf_counter() - started
+        print(f"[seed book] seed pipeline PDE: {per_trade:.2f} s for one trade (300 x 300, proxy payoff; process "
+              f"start and its local vol included) -> ~{150 * per_trade:.0f} s for the book; ratio "
+              f"{150 * per_trade / total:.0f}x")
+        report["seed_s_per_trade"] = per_trade
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
@@ -160,7 +217,15 @@ def main(argv=None):
     parser.add_argument("--accuracy", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quantiles", default="1.0,0.95")
+    parser.add_argument("--book", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--barriers", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--baseline", type=Path, default=Path(__file__).resolve().parents[2] / "shared"
+                        / "baselines" / "seed_pipeline_native.py")
     args = parser.parse_args(argv)
+    if args.book:
+        seed_book_section(args.repeats, args.baseline)
+    if not args.barriers:
+        return
     for quantile in (float(q) for q in args.quantiles.split(",")):
         barrier_section(args.count, args.sample, args.quantlib_options, args.accuracy, args.repeats, quantile)
 
