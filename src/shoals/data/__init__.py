@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 FILES = ("example_book.csv", "spx_20110124_clean.csv", "spx_20110124_meta.json", "dax_20020705_clean.csv",
-         "dax_20020705_meta.json")
+         "dax_20020705_meta.json", "portfolio_example.json")
 
 
 def path(name: str) -> Path:
