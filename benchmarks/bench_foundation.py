@@ -19,15 +19,11 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from common import median_time, seed_mc_baseline
 
 import shoals as sh
 from shoals.execution.chunks import DEFAULT_CHUNK, map_chunks
@@ -41,16 +37,6 @@ def price_delta_vega(spots, strikes, expiries, vols, rates, dividends, is_call):
     greeks = black_scholes_greeks(spots=spots, strikes=strikes, expiries=expiries, volatilities=vols,
                                   rates=rates, dividend_yields=dividends, is_call=is_call)
     return greeks.price, greeks.delta, greeks.vega
-
-
-def median_time(function, repeat):
-    function()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def random_options(n, seed=0):
@@ -88,18 +74,12 @@ def bench_monte_carlo(paths, repeat, baseline_path):
     method = sh.MonteCarlo(paths=paths, seed=1, greeks=False)
     result = sh.price(option, market, method)
     shoals_s = median_time(lambda: sh.price(option, market, method), repeat)
-    with tempfile.TemporaryDirectory() as folder:
-        report = Path(folder) / "baseline.json"
-        subprocess.run([sys.executable, str(baseline_path), "mc", "--paths", str(paths), "--repeat", str(repeat),
-                        "--workers", str(os.cpu_count()), "--json", str(report)],
-                       check=True, capture_output=True)
-        base = json.loads(report.read_text())
-    sequential = statistics.median(r["wall_s"] for r in base["seq"])
-    parallel = statistics.median(r["wall_s"] for r in base["par"])
+    base = seed_mc_baseline(baseline_path, paths, repeat)
+    sequential, parallel = base["seq_s"], base["par_s"]
     exact = float(sh.price(option, market).value)
     return {"paths": paths, "shoals_s": shoals_s, "shoals_price": float(result.value),
             "shoals_std_error": float(result.std_error), "closed_form": exact,
-            "baseline_seq_s": sequential, "baseline_par_s": parallel, "baseline_price": base["seq"][0]["price"],
+            "baseline_seq_s": sequential, "baseline_par_s": parallel, "baseline_price": base["price"],
             "ratio_vs_seq": sequential / shoals_s, "ratio_vs_par": parallel / shoals_s}
 
 

@@ -16,16 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import median_time, seed_mc_baseline
 
 import shoals as sh
 from shoals.market.curves import ZeroCurve
@@ -34,26 +30,6 @@ from shoals.market.snapshot import MarketSnapshot
 from shoals.market.surface import VolSurface
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "shared" / "baselines" / "seed_mc_var.py"
-
-
-def median_time(function, repeat):
-    function()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def baseline_mc(path, paths, repeat):
-    with tempfile.TemporaryDirectory() as folder:
-        report = Path(folder) / "baseline.json"
-        subprocess.run([sys.executable, str(path), "mc", "--paths", str(paths), "--repeat", str(repeat),
-                        "--workers", str(os.cpu_count()), "--json", str(report)], check=True, capture_output=True)
-        base = json.loads(report.read_text())
-    return (statistics.median(r["wall_s"] for r in base["seq"]), statistics.median(r["wall_s"] for r in base["par"]),
-            base["seq"][0]["price"])
 
 
 def skewed_snapshot():
@@ -91,7 +67,8 @@ def main(argv=None):
     asian_result = asian_method.price(asian, snapshot, local_vol=grid)
     asian_s = median_time(lambda: asian_method.price(asian, snapshot, local_vol=grid), args.repeat)
 
-    sequential, parallel, base_price = baseline_mc(args.baseline, args.paths, args.repeat)
+    base = seed_mc_baseline(args.baseline, args.paths, args.repeat)
+    sequential, parallel, base_price = base["seq_s"], base["par_s"], base["price"]
     print(f"European call, {args.paths:,} paths: Shoals {european_s * 1e3:.1f} ms warm (price {float(result.value):.4f} "
           f"+- {float(result.std_error):.4f}) | baseline sequential {sequential * 1e3:.1f} ms, pool {parallel * 1e3:.1f} ms "
           f"(price {base_price:.4f}) | ratio {sequential / european_s:.1f}x vs sequential, {parallel / european_s:.1f}x "

@@ -27,7 +27,6 @@ Run: ``python benchmarks/bench_pde.py`` (2 cores; takes a few minutes).  Section
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import QuantLib as ql
+from common import median_time
 
 import shoals
 from shoals.instruments import Barrier
@@ -129,15 +129,6 @@ def calibrate_grids(sample: dict, accuracy: float, quantile: float = 1.0):
     return chosen["shoals"], chosen["quantlib"]
 
 
-def median_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def barrier_section(count: int, sample_size: int, quantlib_count: int, accuracy: float, repeats: int,
                     quantile: float = 1.0) -> dict:
     """1,000 barrier options at ``accuracy``: grids by refinement, warm median timings, per-option ratio."""
@@ -148,10 +139,8 @@ def barrier_section(count: int, sample_size: int, quantlib_count: int, accuracy:
     shoals_grid, quantlib_grid = calibrate_grids(sample, accuracy, quantile)
     contract, market = shoals_inputs(book)
     method = shoals_method(*shoals_grid)
-    method.price(contract, market)                                    # warm-up (compilation)
     shoals_total = median_time(lambda: method.price(contract, market), repeats)
     options = quantlib_options(take(book, np.arange(quantlib_count)), fd_engine(*quantlib_grid))
-    quantlib_prices(options[:5])                                      # warm-up
     quantlib_total = median_time(lambda: quantlib_prices(options), repeats)
     per_shoals, per_quantlib = shoals_total / count, quantlib_total / quantlib_count
     print(f"[barrier] Shoals FD {shoals_grid} nodes x steps: {count} options in {shoals_total:.3f} s "
@@ -181,7 +170,6 @@ def seed_book_section(repeats: int, baseline: Path | None) -> dict:
         rows = shoals.read_book(book)
     grid = default_local_vol(snapshot, [r.fields["maturity"] for r in rows])
     method = FiniteDifference(vega=False)
-    price_book(rows, method, market=snapshot, local_vol=grid)              # warm-up (compilation)
     total = median_time(lambda: price_book(rows, method, market=snapshot, local_vol=grid), repeats)
     base = price_book(rows, method, market=snapshot, local_vol=grid)["price"].to_numpy()
     fine = price_book(rows, FiniteDifference(vega=False, space_nodes=481, time_steps=400), market=snapshot,

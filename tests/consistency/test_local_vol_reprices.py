@@ -24,26 +24,21 @@ import pytest
 from scipy.interpolate import CubicSpline
 from scipy.linalg import solve_banded
 from scipy.stats import norm
+from support import SKEWED_EXPIRIES, skewed_snapshot
 
 import shoals  # noqa: F401  (float64)
 from shoals.arbitrage.checks import check_arbitrage
-from shoals.market.curves import ZeroCurve
 from shoals.market.local_vol import build_local_vol, local_vol_function
-from shoals.market.snapshot import MarketSnapshot
-from shoals.market.surface import VolSurface
 
 SPOT, RATE, DIVIDEND = 100.0, 0.03, 0.01
-EXPIRIES = np.array([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
+EXPIRIES = SKEWED_EXPIRIES
 
 
 @pytest.fixture(scope="module")
 def snapshot():
-    t = EXPIRIES
-    surface = VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0,
-                                  sigma=0.2 * np.sqrt(t))
-    assert check_arbitrage(surface).ok
-    return MarketSnapshot(spot=jnp.asarray(SPOT), rate=ZeroCurve.flat(RATE), dividend=ZeroCurve.flat(DIVIDEND),
-                          surface=surface)
+    market = skewed_snapshot(SPOT, RATE, DIVIDEND)
+    assert check_arbitrage(market.surface).ok
+    return market
 
 
 def black_prices(snapshot, strikes, maturity):

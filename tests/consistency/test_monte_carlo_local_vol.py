@@ -12,23 +12,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import norm
+from support import skewed_snapshot
 
 import shoals as sh
-from shoals.market.curves import ZeroCurve
 from shoals.market.local_vol import build_local_vol
-from shoals.market.snapshot import MarketSnapshot
-from shoals.market.surface import VolSurface
 
 SPOT, RATE, DIVIDEND = 100.0, 0.03, 0.01
-EXPIRIES = np.array([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
 
 
 @pytest.fixture(scope="module")
 def snapshot():
-    t = EXPIRIES
-    surface = VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0, sigma=0.2 * np.sqrt(t))
-    return MarketSnapshot(spot=jnp.asarray(SPOT), rate=ZeroCurve.flat(RATE), dividend=ZeroCurve.flat(DIVIDEND),
-                          surface=surface)
+    return skewed_snapshot(SPOT, RATE, DIVIDEND)
 
 
 @pytest.fixture(scope="module")

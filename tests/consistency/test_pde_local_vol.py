@@ -25,30 +25,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import norm
+from support import skewed_snapshot
 
 import shoals  # noqa: F401  (float64)
 from shoals.instruments import Barrier, European
-from shoals.market.curves import ZeroCurve
-from shoals.market.snapshot import MarketSnapshot
-from shoals.market.surface import VolSurface
 from shoals.methods.finite_difference import FiniteDifference
 
 SPOT, RATE, DIVIDEND = 100.0, 0.03, 0.01
-EXPIRIES = np.array([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
 METHOD = FiniteDifference(vega=False)
 
 
 @pytest.fixture(scope="module")
-def surface():
-    t = EXPIRIES
-    return VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0,
-                               sigma=0.2 * np.sqrt(t))
+def snapshot():
+    return skewed_snapshot(SPOT, RATE, DIVIDEND)
 
 
 @pytest.fixture(scope="module")
-def snapshot(surface):
-    return MarketSnapshot(spot=jnp.asarray(SPOT), rate=ZeroCurve.flat(RATE), dividend=ZeroCurve.flat(DIVIDEND),
-                          surface=surface)
+def surface(snapshot):
+    return snapshot.surface
 
 
 def test_european_under_local_vol_reprices_the_surface(snapshot, surface):

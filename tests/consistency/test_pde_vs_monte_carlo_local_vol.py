@@ -9,28 +9,18 @@ The surface: 8 raw SVI slices with ATM vol 20 % and skew -0.125 / sqrt(T) per un
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-import numpy as np
 import pytest
+from support import skewed_snapshot
 
 import shoals  # noqa: F401  (float64)
 from shoals.instruments import Asian, Barrier, Cliquet, Lookback
-from shoals.market.curves import ZeroCurve
 from shoals.market.local_vol import build_local_vol
-from shoals.market.snapshot import MarketSnapshot
-from shoals.market.surface import VolSurface
 from shoals.methods import FiniteDifference, MonteCarlo
-
-EXPIRIES = np.array([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
 
 
 @pytest.fixture(scope="module")
 def market():
-    t = EXPIRIES
-    surface = VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0,
-                                  sigma=0.2 * np.sqrt(t))
-    snapshot = MarketSnapshot(spot=jnp.asarray(100.0), rate=ZeroCurve.flat(0.03), dividend=ZeroCurve.flat(0.01),
-                              surface=surface)
+    snapshot = skewed_snapshot()
     grid, _ = build_local_vol(snapshot, t_max=2.5)
     return snapshot, grid
 

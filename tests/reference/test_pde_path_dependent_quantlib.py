@@ -23,6 +23,7 @@ import functools
 import numpy as np
 import pytest
 from scipy.stats import norm
+from support import quantlib_flat_process
 
 from shoals.instruments import Asian, Cliquet, Lookback
 from shoals.market import FlatMarket
@@ -42,13 +43,7 @@ def _tolerance(expected, extra=0.0):
 
 
 def _process(rate, dividend, vol, spot=SPOT):
-    ql.Settings.instance().evaluationDate = TODAY
-    day_count = ql.Actual365Fixed()
-    return ql.BlackScholesMertonProcess(
-        ql.QuoteHandle(ql.SimpleQuote(spot)),
-        ql.YieldTermStructureHandle(ql.FlatForward(TODAY, dividend, day_count)),
-        ql.YieldTermStructureHandle(ql.FlatForward(TODAY, rate, day_count)),
-        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(TODAY, ql.NullCalendar(), vol, day_count)))
+    return quantlib_flat_process(TODAY, spot=spot, rate=rate, dividend=dividend, vol=vol)
 
 
 def _spread(count, seed, **choices):

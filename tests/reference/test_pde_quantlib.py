@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import quantlib_flat_process
 
 import shoals  # noqa: F401  (float64)
 from shoals.instruments import American, Barrier, European
@@ -38,13 +39,7 @@ def _close(got, expected):
 
 
 def _process(vol, dividend):
-    ql.Settings.instance().evaluationDate = TODAY
-    day_count = ql.Actual365Fixed()
-    return ql.BlackScholesMertonProcess(
-        ql.QuoteHandle(ql.SimpleQuote(SPOT)),
-        ql.YieldTermStructureHandle(ql.FlatForward(TODAY, dividend, day_count)),
-        ql.YieldTermStructureHandle(ql.FlatForward(TODAY, RATE, day_count)),
-        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(TODAY, ql.NullCalendar(), vol, day_count)))
+    return quantlib_flat_process(TODAY, spot=SPOT, rate=RATE, dividend=dividend, vol=vol)
 
 
 def _draw(count, seed):
