@@ -323,10 +323,10 @@ def price_barrier(contract: Barrier, market, method, *, out_grid: str = "boundar
     breached = continuous & np.where(is_up, market.spot >= barrier, market.spot <= barrier)
     if breached.any():
         i = int(np.flatnonzero(breached)[0])
-        raise InputError(f"trade {i} of the batch: spot {market.spot[i]:g} is at or beyond the continuously "
-                         f"monitored barrier {barrier[i]:g} (already knocked {'in' if is_in[i] else 'out'}); "
-                         f"price it as a "
-                         f"{'vanilla' if is_in[i] else 'rebate'} instead", field="barrier", row=i,
+        raise InputError(f"the barrier is already breached: spot {market.spot[i]:g} is at or beyond the "
+                         f"continuously monitored barrier {barrier[i]:g} (already knocked "
+                         f"{'in' if is_in[i] else 'out'}); price it as a {'vanilla' if is_in[i] else 'rebate'} "
+                         f"instead", field="barrier", row=i,
                          value=float(barrier[i]))
     direct = getattr(method, "knock_in", "parity") == "direct"
     pieces = np.where(continuous, 1, dates).astype(np.int64)

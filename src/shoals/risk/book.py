@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from shoals.errors import ShoalsError, UnsupportedError
+from shoals.errors import InputError, ShoalsError, UnsupportedError
 from shoals.instruments import stack
 from shoals.io.book import BookRow, contract_of
 from shoals.market import FlatMarket
@@ -146,11 +146,11 @@ def _price_group(rows, members, candidates, market, local_vol, out, progress):
             elif level + 1 < len(candidates):
                 groups.append((group, level + 1))
             else:
-                out.loc[group[0], "status"] = f"error: row {rows[group[0]].row}: {error}"
+                out.loc[group[0], "status"] = f"error: {_row_message(rows[group[0]], error)}"
             continue
         except ShoalsError as error:
             if len(group) == 1:
-                out.loc[group[0], "status"] = f"error: row {rows[group[0]].row}: {error}"
+                out.loc[group[0], "status"] = f"error: {_row_message(rows[group[0]], error)}"
                 continue
             groups.extend([(group[:len(group) // 2], level), (group[len(group) // 2:], level)])
             continue
@@ -158,3 +158,11 @@ def _price_group(rows, members, candidates, market, local_vol, out, progress):
             out.loc[group, column] = frame[column].to_numpy()
         if progress is not None:
             progress(len(group))
+
+
+def _row_message(row: BookRow, error: ShoalsError) -> str:
+    """The error of a trade priced alone, located at its book row (a method's batch index is dropped)."""
+    if isinstance(error, InputError):
+        field = error.field.split(".")[-1] if error.field else None
+        return str(InputError(error.reason, field=field, row=row.row))
+    return f"row {row.row}: {error}"
