@@ -42,7 +42,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtri as np_ndtri
-from scipy.stats import qmc
 
 from shoals.kernels.monte_carlo import (
     block_moments,
@@ -87,6 +86,8 @@ def brownian_bridge_matrix(n_steps: int) -> np.ndarray:
 def sobol_normals(entropy, n_steps: int, start: int, count: int, bridge: np.ndarray) -> np.ndarray:
     """Standardised increments (N, count) from points start .. start + count - 1 of the scrambled Sobol
     sequence seeded by ``entropy`` (a tuple of ints), through :func:`brownian_bridge_matrix` ``bridge``."""
+    from scipy.stats import qmc   # lazily: scipy.stats costs ~0.4 s of import time
+
     engine = qmc.Sobol(d=int(n_steps), scramble=True, seed=np.random.default_rng(np.random.SeedSequence(entropy)))
     if start:
         engine.fast_forward(int(start))
