@@ -2,7 +2,7 @@
 
 usage:
   python benchmarks/bench_risk.py [--repeat 15] [--skip-baseline]
-         [--options 1000] [--paths 1000] [--steps 180] [--device cpu|gpu] [--block 64]
+         [--options 1000] [--paths 1000] [--steps 180] [--device cpu|gpu] [--block 64] [--option-block 512]
 
 VaR: 100k scenarios x 10 days x 5 assets (the embedded example), warm median of ``value_at_risk`` (both draw
 modes), against ``shared/baselines/seed_mc_var.py var --sims 100000`` (sequential and process-pool) run in the
@@ -70,7 +70,7 @@ def bench_var(repeat, skip_baseline):
     return out
 
 
-def bench_hedge(options, paths, steps, device, block):
+def bench_hedge(options, paths, steps, device, block, option_block):
     import jax
 
     maturities = 10
@@ -81,7 +81,7 @@ def bench_hedge(options, paths, steps, device, block):
         with jax.default_device(target):
             return hedged_pnl(strikes=np.linspace(70.0, 130.0, strikes), expiries=np.linspace(0.1, 1.0, maturities),
                               realised_vol=0.25, hedge_vol=0.20, paths=paths, steps=steps, keep_paths=False,
-                              block=block)
+                              block=block, option_block=option_block)
 
     start = time.perf_counter()
     run()
@@ -98,7 +98,8 @@ def bench_hedge(options, paths, steps, device, block):
     if work < full:
         print(f"  extrapolated (linear in work) to {TARGET[0]:,} x {TARGET[1]:,} x {TARGET[2]}: {full / rate:.1f} s")
     return {"options": int(result.mean.size), "paths": paths, "steps": steps, "warm_s": warm, "cold_s": cold,
-            "option_path_steps_per_s": rate, "device": target.platform, "block": block}
+            "option_path_steps_per_s": rate, "device": target.platform, "block": block,
+            "option_block": option_block}
 
 
 def main():
@@ -111,13 +112,15 @@ def main():
     parser.add_argument("--steps", type=int, default=180)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--block", type=int, default=64)
+    parser.add_argument("--option-block", type=int, default=512)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     out = {}
     if not args.skip_var:
         out["var"] = bench_var(args.repeat, args.skip_baseline)
-    out["hedge"] = bench_hedge(args.options, args.paths, args.steps, args.device, args.block)
+    out["hedge"] = bench_hedge(args.options, args.paths, args.steps, args.device, args.block,
+                               args.option_block)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

@@ -59,11 +59,11 @@ def test_mismatched_vols_mean_matches_expected_gamma_pnl(realised_vol, hedge_vol
                                                                            result.std_error)
 
 
-def test_grid_layout_statistics_and_path_blocks():
+def test_grid_layout_statistics_and_path_and_option_tiles():
     a = hedged_pnl(strikes=STRIKES, expiries=EXPIRIES, realised_vol=0.25, hedge_vol=0.2, paths=300, steps=12,
                    seed=4, block=64)
     b = hedged_pnl(strikes=STRIKES, expiries=EXPIRIES, realised_vol=0.25, hedge_vol=0.2, paths=300, steps=12,
-                   seed=4, block=32)
+                   seed=4, block=32, option_block=4)
     np.testing.assert_array_equal(a.pnl, b.pnl)
     assert a.pnl.shape == (6, 300) and a.pnl.dtype == np.float64 and a.grid_shape == (3, 2)
     np.testing.assert_array_equal(a.strikes, np.repeat(STRIKES, 2))

@@ -71,3 +71,12 @@ def test_hedge_sim_writes_statistics_and_heatmap(app, tmp_path):
     frame = pd.read_parquet(tmp_path / "hedge_pnl_stats.parquet")
     assert len(frame) == 6 and {"strike", "expiry", "moneyness", "mean", "std", "q50"} <= set(frame.columns)
     assert (tmp_path / "hedge_pnl_mean.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_hedge_sim_on_a_missing_gpu_is_a_clear_error(app, tmp_path):
+    import jax
+
+    if any(device.platform == "gpu" for device in jax.devices()):
+        pytest.skip("a GPU is present")
+    result = runner.invoke(app, ["hedge-sim", "--device", "gpu", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "no GPU visible" in result.output

@@ -31,6 +31,7 @@ from shoals.kernels.monte_carlo import counter_normals, stream_keys
 TRADING_DAYS = 252
 VAR_BLOCK = 1 << 14
 HEDGE_BLOCK = 64
+HEDGE_OPTION_BLOCK = 512
 
 
 def coordinate_normals(key, coordinates, indices):
@@ -141,9 +142,9 @@ def horizon_returns(asset_returns, weights, days):
     return jnp.prod(1.0 + daily[index], axis=1) - 1.0
 
 
-@partial(jax.jit, static_argnames=("paths", "steps", "block"))
+@partial(jax.jit, static_argnames=("paths", "steps", "block", "option_block"))
 def delta_hedged_pnl(*, seed, spot, strikes, expiries, realised_vol, hedge_vol, rate, drift, paths, steps,
-                     block=HEDGE_BLOCK):
+                     block=HEDGE_BLOCK, option_block=HEDGE_OPTION_BLOCK):
     """Discounted P&L of a long European call delta-hedged at ``hedge_vol``, per option and path.
 
     Each option j (strike K_j, expiry T_j) is hedged to expiry on the grid t_k = k T_j / N, k = 0..N, with
@@ -162,8 +163,9 @@ def delta_hedged_pnl(*, seed, spot, strikes, expiries, realised_vol, hedge_vol, 
     BS(sigma_r) - BS(sigma_h) for every N and, when sigma_r = sigma_h, its std is the discrete-hedging
     error ~ 1/sqrt(N).
 
-    All options x paths in one program: ``lax.scan`` over the N steps, vectorised over options and a block
-    of ``block`` paths, ``lax.map`` over path blocks.  Returns shape (options, paths).
+    All options x paths in one program: ``lax.scan`` over the N steps, vectorised over a tile of
+    ``option_block`` options x ``block`` paths (cache-sized), ``lax.map`` over option and path tiles (bounded
+    memory; the options are padded to a whole tile by repeating the last one).  Returns (options, paths).
 
     References: Hull, "Options, Futures and Other Derivatives", ch. 19 (delta hedging); Ahmad & Wilmott
     (2005), "Which free lunch would you like today, Sir?: Delta hedging, volatility arbitrage and optimal
@@ -174,39 +176,47 @@ def delta_hedged_pnl(*, seed, spot, strikes, expiries, realised_vol, hedge_vol, 
     spot, realised_vol, hedge_vol, rate, drift = (
         jnp.asarray(a, dtype=jnp.float64) for a in (spot, realised_vol, hedge_vol, rate, drift))
     key = stream_keys(seed, jnp.zeros(1, dtype=jnp.uint32))[0]
-    dt = (expiries / steps)[:, None]
-    step_drift = (drift - 0.5 * realised_vol ** 2) * dt
-    step_diffusion = realised_vol * jnp.sqrt(dt)
-    step_discount = jnp.exp(-rate * dt)
-    premium = black_scholes_greeks(spots=spot, strikes=strikes, expiries=expiries, volatilities=hedge_vol,
-                                   rates=rate).price[:, None]
+    options = strikes.size
+    tile = min(option_block, options)
+    n_tiles = -(-options // tile)
+    padding = n_tiles * tile - options
+    tiles = (jnp.pad(strikes, (0, padding), mode="edge").reshape(n_tiles, tile),
+             jnp.pad(expiries, (0, padding), mode="edge").reshape(n_tiles, tile))
     n_blocks = -(-paths // block)
-
-    def hedge_delta(spots, k):
-        return black_scholes_greeks(spots=spots, strikes=strikes[:, None],
-                                    expiries=(expiries * (1.0 - k / steps))[:, None],
-                                    volatilities=hedge_vol, rates=rate).delta
-
-    def one_block(first):
-        shocks = coordinate_normals(key, jnp.arange(steps), first + jnp.arange(block, dtype=jnp.uint64))
-        spots = jnp.full((strikes.size, block), spot)
-
-        def step(carry, inputs):
-            spots, delta, discount, hedge = carry
-            k, z = inputs
-            next_spots = spots * jnp.exp(step_drift + step_diffusion * z[None, :])
-            next_discount = discount * step_discount
-            hedge = hedge + delta * (next_discount * next_spots - discount * spots)
-            return (next_spots, hedge_delta(next_spots, k + 1), next_discount, hedge), None
-
-        start = (spots, hedge_delta(spots, 0), jnp.ones_like(dt), jnp.zeros_like(spots))
-        (final_spots, _, discount, hedge), _ = jax.lax.scan(step, start, (jnp.arange(steps), shocks.T))
-        payoff = jnp.maximum(final_spots - strikes[:, None], 0.0)
-        return discount * payoff - premium - hedge
-
     firsts = jnp.arange(n_blocks, dtype=jnp.uint64) * jnp.uint64(block)
-    per_block = jax.lax.map(one_block, firsts)
-    return jnp.moveaxis(per_block, 0, 1).reshape(strikes.size, -1)[:, :paths]
+
+    def option_tile(strikes_and_expiries):
+        tile_strikes, tile_expiries = (a[:, None] for a in strikes_and_expiries)
+        dt = tile_expiries / steps
+        step_drift = (drift - 0.5 * realised_vol ** 2) * dt
+        step_diffusion = realised_vol * jnp.sqrt(dt)
+        step_discount = jnp.exp(-rate * dt)
+        premium = black_scholes_greeks(spots=spot, strikes=tile_strikes, expiries=tile_expiries,
+                                       volatilities=hedge_vol, rates=rate).price
+
+        def hedge_delta(spots, k):
+            return black_scholes_greeks(spots=spots, strikes=tile_strikes, expiries=tile_expiries * (1.0 - k / steps),
+                                        volatilities=hedge_vol, rates=rate).delta
+
+        def path_block(first):
+            shocks = coordinate_normals(key, jnp.arange(steps), first + jnp.arange(block, dtype=jnp.uint64))
+            spots = jnp.full((tile, block), spot)
+
+            def step(carry, inputs):
+                spots, delta, discount, hedge = carry
+                k, z = inputs
+                next_spots = spots * jnp.exp(step_drift + step_diffusion * z[None, :])
+                next_discount = discount * step_discount
+                hedge = hedge + delta * (next_discount * next_spots - discount * spots)
+                return (next_spots, hedge_delta(next_spots, k + 1), next_discount, hedge), None
+
+            start = (spots, hedge_delta(spots, 0), jnp.ones_like(dt), jnp.zeros_like(spots))
+            (final_spots, _, discount, hedge), _ = jax.lax.scan(step, start, (jnp.arange(steps), shocks.T))
+            return discount * jnp.maximum(final_spots - tile_strikes, 0.0) - premium - hedge
+
+        return jnp.moveaxis(jax.lax.map(path_block, firsts), 0, 1).reshape(tile, -1)
+
+    return jax.lax.map(option_tile, tiles).reshape(n_tiles * tile, -1)[:options, :paths]
 
 
 @jax.jit
