@@ -29,7 +29,7 @@ from shoals.kernels.black_scholes import black_scholes_greeks
 from shoals.kernels.monte_carlo import counter_normals, stream_keys
 
 TRADING_DAYS = 252
-VAR_BLOCK = 1 << 14
+VAR_BLOCK = 1 << 18
 HEDGE_BLOCK = 64
 HEDGE_OPTION_BLOCK = 512
 
@@ -71,8 +71,9 @@ def simulate_portfolio_returns(*, seed, weights, expected_returns, volatilities,
     return is linear in the shocks: w . L z_{i,d} = s u_{i,d} with u_{i,d} ~ N(0, 1) and
     s = ||L^T w|| = sqrt(w^T Sigma w / 252), so one normal per scenario-day (coordinate d) gives exactly the
     same distribution of R at 1/assets of the cost (the sample differs, not the law).
-    Scenarios are simulated in blocks of ``block`` (``lax.map``, bounded memory); by the counter-based
-    draws (module docstring) scenario i is the same for any block size.  Returns shape (scenarios,).
+    Scenarios are simulated in blocks of at most ``block`` (``lax.map``, bounded memory: a single block runs
+    ~3x faster on CPU than a loop of small ones, so the default is large, 2^18); by the counter-based draws
+    (module docstring) scenario i is the same for any block size.  Returns shape (scenarios,).
 
     References: Jorion, "Value at Risk", 3rd ed., ch. 12 (Monte Carlo methods); the original notebook model.
     Validation: tests/reference/test_var_reference.py.
@@ -82,6 +83,7 @@ def simulate_portfolio_returns(*, seed, weights, expected_returns, volatilities,
     key = stream_keys(seed, jnp.zeros(1, dtype=jnp.uint32))[0]
     drift = weights @ expected_returns / TRADING_DAYS
     scale = jnp.sqrt(jnp.sum((cholesky.T @ weights) ** 2))
+    block = min(block, scenarios)
     n_blocks = -(-scenarios // block)
 
     def one_block(first):
@@ -101,6 +103,22 @@ def simulate_portfolio_returns(*, seed, weights, expected_returns, volatilities,
     return jax.lax.map(one_block, firsts).reshape(-1)[:scenarios]
 
 
+_LOW_63_BITS = 0x7FFFFFFFFFFFFFFF
+
+
+def _total_order_key(values):
+    """Involution between float64 and int64 whose integer order is the float order (IEEE 754 totalOrder:
+    flip the magnitude bits of negatives)."""
+    return jnp.where(values < 0, values ^ jnp.int64(_LOW_63_BITS), values)
+
+
+def sort_floats(values):
+    """Ascending sort of a float64 vector through integer keys: the same result as ``jnp.sort`` for finite
+    values (NaNs sort by sign bit), about 4x faster on CPU than XLA's float comparator."""
+    keys = _total_order_key(jax.lax.bitcast_convert_type(values, jnp.int64))
+    return jax.lax.bitcast_convert_type(_total_order_key(jax.lax.sort(keys, is_stable=False)), jnp.float64)
+
+
 @jax.jit
 def var_cvar(losses, levels):
     """VaR_a and CVaR_a of a loss sample for each confidence level a in ``levels``.
@@ -112,7 +130,7 @@ def var_cvar(losses, levels):
     expected shortfall".
     Validation: tests/reference/test_var_reference.py (lognormal quantile, hand-computed series).
     """
-    losses = jnp.sort(jnp.asarray(losses, dtype=jnp.float64).ravel())
+    losses = sort_floats(jnp.asarray(losses, dtype=jnp.float64).ravel())
     levels = jnp.asarray(levels, dtype=jnp.float64)
     n = losses.size
     position = (n - 1) * levels
