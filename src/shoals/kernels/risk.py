@@ -36,7 +36,10 @@ HEDGE_OPTION_BLOCK = 512
 
 def coordinate_normals(key, coordinates, indices):
     """Standard normals of shape (indices, coordinates): the draw of coordinate c (< 2^32) for scenario /
-    path index i uses the Threefry counter (c << 32) | i, so it depends only on (key, c, i)."""
+    path index i uses the Threefry counter (c << 32) | i, so it depends only on (key, c, i).
+
+    Validation: tests/reference/test_var_reference.py::test_scenarios_depend_only_on_seed_and_index.
+    """
     coordinates = jnp.asarray(coordinates, dtype=jnp.uint64)
     indices = jnp.asarray(indices, dtype=jnp.uint64)
     return counter_normals(key, (coordinates[None, :] << 32) | indices[:, None])
@@ -44,7 +47,10 @@ def coordinate_normals(key, coordinates, indices):
 
 def correlated_normals(key, cholesky, indices, days):
     """Correlated normals L z of shape (indices, days, assets) for the lower-triangular factor ``cholesky``
-    (assets x assets); z of (scenario i, day d, asset a) is coordinate d * assets + a of scenario i."""
+    (assets x assets); z of (scenario i, day d, asset a) is coordinate d * assets + a of scenario i.
+
+    Validation: tests/reference/test_var_reference.py (original example with ``draws="assets"``).
+    """
     assets = cholesky.shape[0]
     z = coordinate_normals(key, jnp.arange(days * assets), indices).reshape(-1, days, assets)
     return jnp.einsum("ab,ndb->nda", cholesky, z)
@@ -113,10 +119,25 @@ def _total_order_key(values):
 
 
 def sort_floats(values):
-    """Ascending sort of a float64 vector through integer keys: the same result as ``jnp.sort`` for finite
-    values (NaNs sort by sign bit), about 4x faster on CPU than XLA's float comparator."""
+    """Ascending sort of float64 values along the last axis through integer keys: the same result as
+    ``jnp.sort`` for finite values (NaNs sort by sign bit), about 4x faster on CPU than XLA's float comparator.
+
+    Validation: tests/reference/test_var_reference.py (estimators equal NumPy's on sorted samples).
+    """
     keys = _total_order_key(jax.lax.bitcast_convert_type(values, jnp.int64))
     return jax.lax.bitcast_convert_type(_total_order_key(jax.lax.sort(keys, is_stable=False)), jnp.float64)
+
+
+def sorted_quantiles(ordered, levels):
+    """Type-7 quantiles at ``levels`` (shape (levels,)) of samples sorted along the last axis: position
+    p = (n - 1) a, q = x_(floor p) + (p - floor p)(x_(floor p + 1) - x_(floor p)) (0-based); shape
+    ordered.shape[:-1] + levels.shape."""
+    n = ordered.shape[-1]
+    position = (n - 1) * jnp.asarray(levels, dtype=jnp.float64)
+    below = jnp.clip(jnp.floor(position).astype(jnp.int32), 0, n - 1)
+    above = jnp.minimum(below + 1, n - 1)
+    low, high = ordered[..., below], ordered[..., above]
+    return low + (position - below) * (high - low)
 
 
 @jax.jit
@@ -133,10 +154,7 @@ def var_cvar(losses, levels):
     losses = sort_floats(jnp.asarray(losses, dtype=jnp.float64).ravel())
     levels = jnp.asarray(levels, dtype=jnp.float64)
     n = losses.size
-    position = (n - 1) * levels
-    below = jnp.clip(jnp.floor(position).astype(jnp.int32), 0, n - 1)
-    above = jnp.minimum(below + 1, n - 1)
-    var = losses[below] + (position - below) * (losses[above] - losses[below])
+    var = sorted_quantiles(losses, levels)
     first = jnp.searchsorted(losses, var, side="left")
     cumulative = jnp.concatenate([jnp.zeros(1), jnp.cumsum(losses)])
     cvar = (cumulative[n] - cumulative[first]) / jnp.maximum(n - first, 1)
@@ -240,10 +258,13 @@ def delta_hedged_pnl(*, seed, spot, strikes, expiries, realised_vol, hedge_vol, 
 @jax.jit
 def pnl_statistics(pnl, quantile_levels):
     """Per row of ``pnl`` (options x paths): mean, standard deviation (n - 1), standard error of the mean
-    and type-7 quantiles at ``quantile_levels`` (shape (options, levels))."""
+    and type-7 quantiles at ``quantile_levels`` (shape (options, levels)).
+
+    Validation: tests/reference/test_hedged_pnl.py (equal to NumPy's mean, std and quantile).
+    """
     pnl = jnp.asarray(pnl, dtype=jnp.float64)
     n = pnl.shape[-1]
     mean = jnp.mean(pnl, axis=-1)
     std = jnp.sqrt(jnp.sum((pnl - mean[:, None]) ** 2, axis=-1) / max(n - 1, 1))
-    quantiles = jnp.quantile(pnl, jnp.asarray(quantile_levels, dtype=jnp.float64), axis=-1).T
+    quantiles = sorted_quantiles(sort_floats(pnl), quantile_levels)
     return mean, std, std / jnp.sqrt(n), quantiles

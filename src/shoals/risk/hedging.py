@@ -25,7 +25,10 @@ class HedgeSimResult:
     """Per option (the grid flattened strike-major: option i = (strike i // m, maturity i % m) for m
     maturities): ``strikes``, ``expiries``, ``moneyness`` K / S0, P&L ``mean``, ``std`` (n - 1),
     ``std_error`` = std / sqrt(paths), ``quantiles`` (options x ``quantile_levels``); ``pnl`` the
-    (options x paths) sample when kept; ``grid_shape`` (strikes, maturities); ``settings`` the inputs."""
+    (options x paths) sample when kept; ``grid_shape`` (strikes, maturities); ``settings`` the inputs.
+
+    Validation: tests/reference/test_hedged_pnl.py (layout and statistics vs NumPy).
+    """
 
     strikes: np.ndarray
     expiries: np.ndarray

@@ -65,6 +65,9 @@ class Portfolio:
 
     Validation on construction raises :class:`~shoals.errors.InputError` naming the field and the
     offending element, entry or eigenvalue.
+
+    Validation: tests/reference/test_var_reference.py (non-PD, asymmetric, non-unit diagonal, negative vol,
+    NaN weight).
     """
 
     names: tuple
@@ -114,6 +117,8 @@ class VarResult:
 
     ``pnl`` is the simulated (or historical) horizon P&L V R per scenario; ``settings`` records how it was
     produced (method, horizon, scenarios, seed, quantile convention).
+
+    Validation: tests/reference/test_var_reference.py, tests/unit/test_risk_cli.py (figures, JSON keys).
     """
 
     levels: tuple
