@@ -35,7 +35,8 @@ from shoals.io.quotes import read_forwards, read_quotes  # noqa: E402
 from shoals.methods import (  # noqa: E402
     ChebyshevProxy, ChebyshevTT, ClosedForm, FiniteDifference, MonteCarlo, PiecewiseChebyshevProxy, price)
 from shoals.io.book import read_book  # noqa: E402
-from shoals.risk.book import Auto, price_book  # noqa: E402
+from shoals.risk import (  # noqa: E402
+    Auto, HedgeSimResult, Portfolio, VarResult, hedged_pnl, historical_var, price_book, value_at_risk)
 from shoals.results import PriceResult  # noqa: E402
 
 __version__ = "0.1.0"
@@ -43,7 +44,8 @@ __version__ = "0.1.0"
 __all__ = [
     "American", "ArbitrageError", "Asian", "Auto", "Barrier", "CalibrationError", "ChebyshevProxy", "ChebyshevTT",
     "Cliquet", "ClosedForm", "European", "PiecewiseChebyshevProxy",
-    "FiniteDifference", "Lookback", "price_book", "read_book", "FlatMarket", "IMPLIED_VOL_REASONS",
+    "FiniteDifference", "HedgeSimResult", "Lookback", "Portfolio", "VarResult", "hedged_pnl", "historical_var",
+    "price_book", "read_book", "value_at_risk", "FlatMarket", "IMPLIED_VOL_REASONS",
     "InputError", "LocalVolGrid", "MarketSnapshot", "MonteCarlo", "PriceResult", "SVIParams", "ShoalsError",
     "UnsupportedError", "VolSurface", "ZeroCurve", "black_scholes_greeks", "black_scholes_greeks_autodiff",
     "black_scholes_price", "build_local_vol", "build_smiles", "calibrate_surface", "check_arbitrage",

@@ -80,3 +80,16 @@ def test_hedge_sim_on_a_missing_gpu_is_a_clear_error(app, tmp_path):
         pytest.skip("a GPU is present")
     result = runner.invoke(app, ["hedge-sim", "--device", "gpu", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "no GPU visible" in result.output
+
+
+def test_var_reads_a_yaml_portfolio_through_the_shoals_command(tmp_path):
+    from shoals.cli.main import app as shoals_app
+
+    file = tmp_path / "portfolio.yaml"
+    file.write_text("assets: [A, B]\nweights: [0.6, 0.4]\nexpected_returns: [0.1, 0.05]\nvolatilities: [0.2, 0.1]\n"
+                    "correlation: [[1.0, 0.3], [0.3, 1.0]]\nvalue: 1000000\n")
+    figures = tmp_path / "figures.json"
+    result = runner.invoke(shoals_app, ["var", str(file), "--sims", "20000", "--json", str(figures)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(figures.read_text())
+    assert 0.0 < payload["var_95"] < payload["cvar_95"] and payload["var_95"] < payload["var_99"]

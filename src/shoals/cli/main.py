@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shoals.cli.risk_commands import register as register_risk_commands
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Shoals: derivatives pricing and risk on JAX.")
 console = Console()
@@ -198,6 +200,9 @@ def calibrate(
                                 spot_range=(0.5 * float(result.snapshot.spot), 1.5 * float(result.snapshot.spot)))]
         console.print("plots: " + ", ".join(str(p) for p in paths), highlight=False)
     console.print(f"market written to {written} in {time.perf_counter() - started:.2f} s", highlight=False)
+
+
+register_risk_commands(app)
 
 
 @app.command()

@@ -55,13 +55,20 @@ def _fail(message: str) -> None:
 
 
 def _read_portfolio(file: Path | None) -> dict:
+    import yaml
+
     source = file or data_path(EXAMPLE_PORTFOLIO)
-    if source.suffix.lower() != ".json":
-        _fail(f"{source}: portfolio files are JSON (see {EXAMPLE_PORTFOLIO}); YAML needs pyyaml, not installed")
+    suffix = source.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        _fail(f"{source}: a portfolio file is YAML or JSON with the keys of {EXAMPLE_PORTFOLIO}")
     try:
-        return json.loads(Path(source).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        text = Path(source).read_text()
+        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except (OSError, json.JSONDecodeError, yaml.YAMLError) as error:
         _fail(f"{source}: cannot read the portfolio: {error}")
+    if not isinstance(data, dict):
+        _fail(f"{source}: a portfolio file holds one mapping (assets, weights, ...), got {type(data).__name__}")
+    return data
 
 
 def _parse_levels(text: str | None, default) -> tuple:
