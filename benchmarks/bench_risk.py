@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import median_time
 
 import shoals  # noqa: F401  (float64 before any array)
 from shoals.data import path as data_path
@@ -33,22 +34,12 @@ BASELINE = Path(__file__).resolve().parents[1].parent / "shared" / "baselines" /
 TARGET = (10_000, 1_000, 180)
 
 
-def warm_median(function, repeat):
-    function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def bench_var(repeat, skip_baseline):
     portfolio = Portfolio.from_mapping(json.loads(data_path("portfolio_example.json").read_text()))
     out = {}
     for draws in ("portfolio", "assets"):
         result = value_at_risk(portfolio, horizon_days=10, simulations=100_000, seed=0, draws=draws)
-        out[draws] = {"warm_median_s": warm_median(
+        out[draws] = {"warm_median_s": median_time(
             lambda d=draws: value_at_risk(portfolio, horizon_days=10, simulations=100_000, seed=0, draws=d),
             repeat), **result.figures()}
         print(f"shoals VaR ({draws} draws): {1e3 * out[draws]['warm_median_s']:.1f} ms warm median, "

@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from functools import partial
 from importlib.metadata import version
 
 import jax.numpy as jnp
 import numpy as np
+from common import median_time as common_median_time
 from pychebyshev import ChebyshevApproximation
 from scipy.special import ndtr
 
@@ -64,13 +66,7 @@ def scalar_pricer(x, _):
     return s * math.exp(-Q * t) * cdf - k * math.exp(-r * t) * cdf2
 
 
-def median_time(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+median_time = partial(common_median_time, warm_up=False)   # callers warm up explicitly
 
 
 def smooth_10d(points):
