@@ -21,7 +21,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import median_time, seed_mc_baseline
+from bench_foundation import bench_monte_carlo
+from common import median_time
 
 import shoals as sh
 from shoals.market.curves import ZeroCurve
@@ -51,11 +52,10 @@ def main(argv=None):
     if not args.baseline.exists():
         parser.error(f"baseline script not found: {args.baseline} (pass --baseline PATH)")
 
+    european = bench_monte_carlo(args.paths, args.repeat, args.baseline)   # plain paths, with the seed baseline
+    european_s, sequential, parallel = european["shoals_s"], european["baseline_seq_s"], european["baseline_par_s"]
     market = sh.FlatMarket(spot=100.0, rate=0.05, vol=0.2)
     call = sh.European(strike=100.0, maturity=1.0)
-    european = sh.MonteCarlo(paths=args.paths, seed=1, greeks=False)
-    result = european.price(call, market)
-    european_s = median_time(lambda: european.price(call, market), args.repeat)
     antithetic = sh.MonteCarlo(paths=args.paths, seed=1, greeks=False, antithetic=True)
     antithetic_result = antithetic.price(call, market)
     antithetic_s = median_time(lambda: antithetic.price(call, market), args.repeat)
@@ -67,11 +67,9 @@ def main(argv=None):
     asian_result = asian_method.price(asian, snapshot, local_vol=grid)
     asian_s = median_time(lambda: asian_method.price(asian, snapshot, local_vol=grid), args.repeat)
 
-    base = seed_mc_baseline(args.baseline, args.paths, args.repeat)
-    sequential, parallel, base_price = base["seq_s"], base["par_s"], base["price"]
-    print(f"European call, {args.paths:,} paths: Shoals {european_s * 1e3:.1f} ms warm (price {float(result.value):.4f} "
-          f"+- {float(result.std_error):.4f}) | baseline sequential {sequential * 1e3:.1f} ms, pool {parallel * 1e3:.1f} ms "
-          f"(price {base_price:.4f}) | ratio {sequential / european_s:.1f}x vs sequential, {parallel / european_s:.1f}x "
+    print(f"European call, {args.paths:,} paths: Shoals {european_s * 1e3:.1f} ms warm (price "
+          f"{european['shoals_price']:.4f} +- {european['shoals_std_error']:.4f}) | baseline sequential "
+          f"{sequential * 1e3:.1f} ms, pool {parallel * 1e3:.1f} ms (price {european['baseline_price']:.4f}) | ratio {sequential / european_s:.1f}x vs sequential, {parallel / european_s:.1f}x "
           f"vs pool")
     print(f"European call, {args.paths:,} paths as {args.paths // 2:,} antithetic pairs: Shoals {antithetic_s * 1e3:.1f} ms "
           f"warm (price {float(antithetic_result.value):.4f} +- {float(antithetic_result.std_error):.4f}) | ratio "
@@ -79,11 +77,9 @@ def main(argv=None):
     print(f"Local-vol arithmetic Asian, {args.asian_paths:,} paths x 252 steps: Shoals {asian_s * 1e3:.0f} ms warm "
           f"(price {float(asian_result.value):.4f} +- {float(asian_result.std_error):.4f}) | ratio to the baseline's "
           f"4M-path European: {sequential / asian_s:.2f}x sequential, {parallel / asian_s:.2f}x pool")
-    report = {"european": {"paths": args.paths, "shoals_s": european_s, "price": float(result.value),
-                           "std_error": float(result.std_error), "antithetic_s": antithetic_s},
+    report = {"european": dict(european, antithetic_s=antithetic_s),
               "local_vol_asian": {"paths": args.asian_paths, "steps": 252, "shoals_s": asian_s,
                                   "price": float(asian_result.value), "std_error": float(asian_result.std_error)},
-              "baseline": {"seq_s": sequential, "par_s": parallel, "price": base_price},
               "cpus": os.cpu_count(), "jax": jax.__version__, "loadavg": os.getloadavg()}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
