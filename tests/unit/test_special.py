@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import scipy.special as sp
 
-from shoals.kernels.special import erfcx, log_ndtr, normal_cdf
+from shoals.kernels.special import erfcx, log_ndtr, ndtri, normal_cdf
 
 
 _CHUNK = 1 << 17
@@ -150,3 +150,14 @@ def test_special_functions_jit_and_shapes():
         np.testing.assert_array_equal(np.asarray(jitted), _evaluate(function, x).reshape(3, 4))
     scalar = erfcx(1.5)  # eager, scalar
     assert scalar.shape == () and scalar.dtype == np.float64
+
+
+def test_ndtri_matches_scipy():
+    rng = np.random.default_rng(5)
+    p = np.concatenate([np.logspace(-300, -1, 20_000), rng.random(200_000), 0.5 + np.linspace(-0.425, 0.425, 101),
+                        1.0 - np.logspace(-16, -1, 2_000), [np.nextafter(0.0, 1.0) * 2 ** 60]])
+    reference = sp.ndtri(p)
+    got = np.asarray(jax.jit(ndtri)(p))
+    assert np.max(np.abs(got - reference) / np.maximum(np.abs(reference), 1e-300)) < 4e-15
+    assert float(ndtri(0.5)) == 0.0
+    assert np.all(np.diff(np.asarray(jax.jit(ndtri)(np.sort(rng.random(100_000))))) >= 0.0)

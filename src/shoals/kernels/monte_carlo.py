@@ -3,7 +3,8 @@
 Random stream.  Sample i of a stream uses the Threefry-2x32 block cipher (Salmon et al., "Parallel
 random numbers: as easy as 1, 2, 3", SC 2011; the generator behind ``jax.random``) keyed by the
 stream key (derived from (seed, trade)) on the 64-bit counter i; its 64 output bits give the
-uniform u = (floor(bits / 2^11) + 1/2) 2^-53 in (0, 1) and the normal z = N^{-1}(u).  A draw therefore
+uniform u = (floor(bits / 2^11) + 1/2) 2^-53 in (0, 1) and the normal z = N^{-1}(u) (Wichura's AS241,
+:func:`shoals.kernels.special.ndtri`).  A draw therefore
 depends only on (seed, trade, i): never on how samples are split into blocks, chunks, processes or
 machines.
 
@@ -25,7 +26,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 from jax.extend.random import threefry_2x32
-from jax.scipy.special import ndtri
+
+from shoals.kernels.special import ndtri
 
 BLOCK_SAMPLES = 1 << 16
 _TWO_TO_MINUS_53 = 2.0 ** -53
