@@ -1,7 +1,9 @@
 """Two independent methods under the same Dupire local vol: Crank-Nicolson PDE vs Monte Carlo (log-Euler paths
-on the same LocalVolGrid) agree within 3 standard errors (plus the PDE's own discretisation error, a few
-1e-4 relative) for every instrument type of the seed's book: down-and-out and up-and-in barriers, a
-fixed-strike lookback, an arithmetic Asian and a cliquet, calls and puts.
+on the same LocalVolGrid, 200k paths, 252 steps a year) agree within 3 standard errors for every instrument
+type of the seed's book: down-and-out and up-and-in barriers, a fixed-strike lookback, an arithmetic Asian
+and a cliquet, calls and puts.  Measured: -2.23 SE (lookback call, the PDE's lagged extreme coupling) to
+-0.36 SE; every difference has the same sign (MC above PDE), consistent with the log-Euler bias of a few
+1e-4 under this steep short-dated skew (docs/monte_carlo.md, "Known limits").
 
 The surface: 8 raw SVI slices with ATM vol 20 % and skew -0.125 / sqrt(T) per unit log-moneyness
 (the surface of test_local_vol_reprices.py), spot 100, r = 3 %, q = 1 %.
@@ -47,7 +49,7 @@ def test_pde_and_monte_carlo_agree_under_local_vol(market, name):
     mc = MonteCarlo(paths=200_000, seed=3, steps_per_year=252, greeks=False).price(contract, snapshot,
                                                                                   local_vol=grid)
     difference = float(pde.value - mc.value)
-    tolerance = 3.0 * float(mc.std_error) + 5e-4 * abs(float(pde.value))
+    tolerance = 3.0 * float(mc.std_error)
     print(f"{name}: PDE {float(pde.value):.5f} MC {float(mc.value):.5f} +- {float(mc.std_error):.5f} "
           f"({difference / float(mc.std_error):+.2f} se)")
     assert abs(difference) <= tolerance
