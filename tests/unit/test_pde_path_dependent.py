@@ -188,3 +188,14 @@ def test_finite_difference_dispatches_path_dependent_instruments_with_vega():
         result = method.price(contract, _market(1))
         assert np.isfinite(result.value) and np.isfinite(result.greeks["vega"])
         assert result.greeks["vega"] > 0.0
+
+
+def test_state_nodes_is_a_method_setting():
+    market = FlatMarket(spot=100.0, rate=0.03, vol=0.2)
+    asian = Asian(maturity=1.0, fixings=12, strike=100.0)
+    default = FiniteDifference(vega=False).price(asian, market)
+    finer = FiniteDifference(vega=False, state_nodes=41).price(asian, market)
+    assert default.diagnostics["state_nodes"] == 31 and finer.diagnostics["state_nodes"] == 41
+    assert abs(float(finer.value) / float(default.value) - 1.0) < 1e-3
+    with pytest.raises(InputError, match="state_nodes"):
+        FiniteDifference(state_nodes=2).price(asian, market)

@@ -200,6 +200,7 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     Validation: tests/reference/test_pde_path_dependent_quantlib.py (geometric: analytic discrete engines,
     arithmetic: QuantLib Monte Carlo with control variate), tests/unit/test_pde_path_dependent.py.
     """
+    state_nodes = method.state_nodes if state_nodes is None else state_nodes
     per_trade = STATE_NODES["asian"] if state_nodes is None else int(state_nodes)
     if per_trade < 4:
         raise InputError("needs at least 4 average nodes (cubic interpolation)", field="state_nodes",
@@ -314,6 +315,7 @@ def lookback_pde(contract: Lookback, market, method, *, state_nodes: int | None 
     lookback engines, running extreme != spot), tests/unit/test_pde_path_dependent.py (fixed/floating
     identity, extreme-grid convergence, Greeks vs bumped prices).
     """
+    state_nodes = method.state_nodes if state_nodes is None else state_nodes
     per_trade = STATE_NODES["lookback"] if state_nodes is None else int(state_nodes)
     if not 3 <= per_trade <= 33:
         raise InputError("needs 3 to 33 extreme nodes (the lagged cross-member term is explicit: finer extreme "
@@ -397,6 +399,7 @@ def cliquet_pde(contract: Cliquet, market, method, *, state_nodes: int | None = 
     Validation: tests/reference/test_pde_path_dependent_quantlib.py (AnalyticPerformanceEngine,
     AnalyticCliquetEngine; local floor/cap as forward-start call spreads), tests/unit/test_pde_path_dependent.py.
     """
+    state_nodes = method.state_nodes if state_nodes is None else state_nodes
     per_trade = STATE_NODES["cliquet"] if state_nodes is None else int(state_nodes)
     if per_trade < 4:
         raise InputError("needs at least 4 reset-level nodes (cubic interpolation)", field="state_nodes",

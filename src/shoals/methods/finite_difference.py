@@ -152,6 +152,8 @@ class FiniteDifference:
     concentration: sinh stretching of the grid around the spot (alpha / grid length; small = strong).
     knock_in: ``"parity"`` (knock-in = vanilla + knock-out leg on the same nodes) or ``"direct"`` (the
         knock-in solved with the vanilla's value on the barrier as boundary value, vanilla alongside).
+    state_nodes: nodes of the extra state of path-dependent contracts (running average, running extreme,
+        last reset level); ``None`` takes each type's default (``fd_path_dependent.STATE_NODES``).
 
     ``price(instrument, market, *, local_vol=None)``: ``market`` a :class:`FlatMarket` (per-trade fields)
     or a :class:`MarketSnapshot` (Dupire local vol, built once per call unless ``local_vol`` is given).
@@ -167,6 +169,7 @@ class FiniteDifference:
     width: float = 5.0
     concentration: float = 0.1
     knock_in: str = "parity"
+    state_nodes: int | None = None
 
     name = "finite-difference"
 
