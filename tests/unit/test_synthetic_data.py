@@ -40,3 +40,14 @@ def test_seed_quotes_calibrate_to_an_arbitrage_free_surface(tmp_path):
     np.testing.assert_allclose(forwards, 100.0 * np.exp(0.04 * np.array([0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5])),
                                rtol=1e-6)
     assert result.fit_table()["inside_bid_ask"].min() > 0.9
+
+
+def test_embedded_seed_files_are_the_generators_output():
+    import pandas as pd
+
+    from shoals.data import path
+
+    quotes = pd.read_csv(path("seed_quotes.csv"))
+    pd.testing.assert_frame_equal(quotes, seed_quotes(), rtol=1e-11, check_dtype=False)
+    book = pd.read_csv(path("seed_book.csv"))
+    pd.testing.assert_frame_equal(book, seed_book(), rtol=1e-11, check_dtype=False)
