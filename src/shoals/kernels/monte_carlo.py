@@ -46,12 +46,7 @@ def stream_keys(seed, streams):
 def counter_uniforms(key, counters):
     """Uniforms in (0, 1) with 53 random bits from Threefry-2x32(key, counter); shape of ``counters``."""
     counters = jnp.asarray(counters, dtype=jnp.uint64)
-    n = counters.size
-    words = jnp.concatenate([(counters.ravel() >> 32).astype(jnp.uint32), counters.ravel().astype(jnp.uint32)])
-    mixed = threefry_2x32(key, words)
-    bits = (mixed[:n].astype(jnp.uint64) << 32) | mixed[n:].astype(jnp.uint64)
-    uniforms = ((bits >> 11).astype(jnp.float64) + 0.5) * _TWO_TO_MINUS_53
-    return uniforms.reshape(counters.shape)
+    return _word_uniforms(key, (counters >> 32).astype(jnp.uint32), counters.astype(jnp.uint32))
 
 
 def counter_normals(key, counters):
@@ -63,7 +58,8 @@ _UNIFORM_WORD = 1 << 31
 
 
 def _word_uniforms(key, high, low):
-    """Uniforms from Threefry-2x32(key, (high, low)) for 32-bit words ``high`` (broadcast) and ``low``."""
+    """Uniforms u = (floor(bits / 2^11) + 1/2) 2^-53 from the 64 bits of Threefry-2x32(key, (high, low)) for
+    32-bit counter words ``high`` (broadcast against ``low``) and ``low``; shape of ``low``."""
     low = jnp.asarray(low, dtype=jnp.uint32)
     high = jnp.broadcast_to(jnp.asarray(high, dtype=jnp.uint32), low.shape)
     n = low.size

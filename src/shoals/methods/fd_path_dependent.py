@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._arrays import as_batch
 from shoals.errors import InputError, UnsupportedError
 from shoals.instruments import Asian, Cliquet, Lookback
 from shoals.kernels.pde import (
@@ -83,8 +84,25 @@ STATE_NODES = {"asian": 31, "lookback": 25, "cliquet": 21}
 PERIOD_STEPS = 4
 
 
+#: Allowed extra-state node counts: cubic interpolation needs 4 nodes; the lookback's lagged cross-member term
+#: is explicit, so extreme grids finer than the spot grid near the diagonal are unstable above 33.
+STATE_NODE_RANGE = {"asian": (4, None, "average"), "lookback": (3, 33, "extreme"), "cliquet": (4, None, "reset-level")}
+
+
+def _state_nodes(kind: str, method, override) -> int:
+    """Extra-state nodes per trade: ``override``, else ``method.state_nodes``, else ``STATE_NODES[kind]``,
+    checked against ``STATE_NODE_RANGE``."""
+    requested = method.state_nodes if override is None else override
+    count = STATE_NODES[kind] if requested is None else int(requested)
+    low, high, what = STATE_NODE_RANGE[kind]
+    if count < low or (high is not None and count > high):
+        bounds = f"at least {low}" if high is None else f"{low} to {high}"
+        raise InputError(f"needs {bounds} {what} nodes (see STATE_NODE_RANGE)", field="state_nodes", value=requested)
+    return count
+
+
 def _field(contract, name, batch, dtype=np.float64):
-    return np.broadcast_to(np.asarray(getattr(contract, name), dtype=dtype), (batch,)).copy()
+    return as_batch(getattr(contract, name), batch, dtype)
 
 
 def replicate(market, repeats: int):
@@ -200,11 +218,7 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     Validation: tests/reference/test_pde_path_dependent_quantlib.py (geometric: analytic discrete engines,
     arithmetic: QuantLib Monte Carlo with control variate), tests/unit/test_pde_path_dependent.py.
     """
-    state_nodes = method.state_nodes if state_nodes is None else state_nodes
-    per_trade = STATE_NODES["asian"] if state_nodes is None else int(state_nodes)
-    if per_trade < 4:
-        raise InputError("needs at least 4 average nodes (cubic interpolation)", field="state_nodes",
-                         value=state_nodes)
+    per_trade = _state_nodes("asian", method, state_nodes)
     batch = market.batch
     maturity = _field(contract, "maturity", batch)
     fixings = _field(contract, "fixings", batch, np.int64)
@@ -315,12 +329,7 @@ def lookback_pde(contract: Lookback, market, method, *, state_nodes: int | None 
     lookback engines, running extreme != spot), tests/unit/test_pde_path_dependent.py (fixed/floating
     identity, extreme-grid convergence, Greeks vs bumped prices).
     """
-    state_nodes = method.state_nodes if state_nodes is None else state_nodes
-    per_trade = STATE_NODES["lookback"] if state_nodes is None else int(state_nodes)
-    if not 3 <= per_trade <= 33:
-        raise InputError("needs 3 to 33 extreme nodes (the lagged cross-member term is explicit: finer extreme "
-                         "grids than the spot grid near the diagonal are unstable)", field="state_nodes",
-                         value=state_nodes)
+    per_trade = _state_nodes("lookback", method, state_nodes)
     batch = market.batch
     maturity = _field(contract, "maturity", batch)
     floating = _field(contract, "floating", batch, bool)
@@ -399,11 +408,7 @@ def cliquet_pde(contract: Cliquet, market, method, *, state_nodes: int | None = 
     Validation: tests/reference/test_pde_path_dependent_quantlib.py (AnalyticPerformanceEngine,
     AnalyticCliquetEngine; local floor/cap as forward-start call spreads), tests/unit/test_pde_path_dependent.py.
     """
-    state_nodes = method.state_nodes if state_nodes is None else state_nodes
-    per_trade = STATE_NODES["cliquet"] if state_nodes is None else int(state_nodes)
-    if per_trade < 4:
-        raise InputError("needs at least 4 reset-level nodes (cubic interpolation)", field="state_nodes",
-                         value=state_nodes)
+    per_trade = _state_nodes("cliquet", method, state_nodes)
     batch = market.batch
     maturity = _field(contract, "maturity", batch)
     resets = _field(contract, "resets", batch, np.int64)

@@ -47,6 +47,7 @@ from functools import cache
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._arrays import as_batch
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
 from shoals.kernels.pde import VolTable, solve_backward, stretched_nodes, table_vol
@@ -60,8 +61,7 @@ VANILLA, OUT_BOUNDARY, VANILLA_LEG, OUT_FULL, DISCRETE_OUT, OUT_LEG, IN_DIRECT, 
 
 
 def _batch_fields(contract, names, batch):
-    return [np.broadcast_to(np.asarray(getattr(contract, name), dtype=np.float64), (batch,)).copy()
-            for name in names]
+    return [as_batch(getattr(contract, name), batch) for name in names]
 
 
 def schedule(maturities, n_steps: int, pieces, rannacher: int):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._arrays import as_batch
 from shoals.errors import InputError, UnsupportedError
 from shoals.instruments import American, Asian, Barrier, Cliquet, European, Lookback
 from shoals.kernels.asian import geometric_asian_price
@@ -59,10 +60,6 @@ LOCAL_VOL_NOTE = ("under a MarketSnapshot: delta and gamma with the local vol gr
 def stream_of(trade_id: str) -> int:
     """Stable 32-bit random-stream number of a trade id (BLAKE2b): independent of row order and process."""
     return int.from_bytes(hashlib.blake2b(str(trade_id).encode(), digest_size=4).digest(), "little")
-
-
-def _flat(values, n):
-    return np.broadcast_to(np.asarray(values, dtype=np.float64), (n,)).astype(np.float64)
 
 
 def _check_finite(name, values):
@@ -247,12 +244,12 @@ class MonteCarlo:
                                     *(() if local else (np.shape(getattr(market, f)) for f in
                                                         ("spot", "rate", "vol", "dividend"))))
         n = int(np.prod(shape, dtype=int))
-        maturity = _flat(np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel(), n)
-        spot = _flat(np.broadcast_to(np.asarray(market.spot, dtype=np.float64), shape).ravel(), n)
+        maturity = as_batch(np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel(), n)
+        spot = as_batch(np.broadcast_to(np.asarray(market.spot, dtype=np.float64), shape).ravel(), n)
         if local:
             rate = dividend = vol = None
         else:
-            rate, vol, dividend = (_flat(np.broadcast_to(np.asarray(getattr(market, f), dtype=np.float64), shape)
+            rate, vol, dividend = (as_batch(np.broadcast_to(np.asarray(getattr(market, f), dtype=np.float64), shape)
                                          .ravel(), n) for f in ("rate", "vol", "dividend"))
         fields = {k: np.broadcast_to(np.asarray(v), shape).ravel() for k, v in vars(instrument).items()}
         terms, intervals, fine = _contract_terms(family, fields, spot, n)
@@ -463,19 +460,19 @@ def _contract_terms(family, fields, spot, n):
     sign = np.where(np.asarray(fields["is_call"], dtype=bool), 1.0, -1.0) if "is_call" in fields else np.ones(n)
     ones, zeros = np.ones(n), np.zeros(n)
     if family == "european":
-        return {"strike": _flat(fields["strike"], n), "sign": sign}, ones, zeros.astype(bool)
+        return {"strike": as_batch(fields["strike"], n), "sign": sign}, ones, zeros.astype(bool)
     if family == "barrier":
-        barrier = _flat(fields["barrier"], n)
+        barrier = as_batch(fields["barrier"], n)
         up = np.asarray(fields["is_up"], dtype=bool)
-        dates = _flat(fields["monitoring_dates"], n)
-        rebate = _flat(fields["rebate"], n)
+        dates = as_batch(fields["monitoring_dates"], n)
+        rebate = as_batch(fields["rebate"], n)
         at_hit = np.asarray(fields["rebate_at_hit"], dtype=bool)
         breached = (dates == 0) & np.where(up, spot >= barrier, spot <= barrier)
         if np.any(breached):
             raise InputError("the spot is already at or beyond the continuously monitored barrier (the option has "
                              "knocked in or out); price the knocked-in contract as a European, a knocked-out one is "
                              "worth its rebate", field="barrier.barrier", value=barrier[breached])
-        terms = {"strike": _flat(fields["strike"], n), "sign": sign, "log_barrier": np.log(barrier),
+        terms = {"strike": as_batch(fields["strike"], n), "sign": sign, "log_barrier": np.log(barrier),
                  "side": np.where(up, 1.0, -1.0), "knock_in": np.asarray(fields["is_knock_in"], dtype=float),
                  "rebate": rebate, "continuous": (dates == 0).astype(float), "at_hit": at_hit.astype(float)}
         return terms, np.where(dates > 0, dates, 1.0), (dates == 0) & (rebate > 0) & at_hit
@@ -483,23 +480,23 @@ def _contract_terms(family, fields, spot, n):
         floating = np.asarray(fields["floating"], dtype=bool)
         call = sign > 0
         side = np.where(floating != call, 1.0, -1.0)       # +1: the maximum (floating put, fixed call)
-        extreme = _flat(fields["running_extreme"], n)
+        extreme = as_batch(fields["running_extreme"], n)
         log_extreme = np.where(np.isnan(extreme), -side * np.inf, np.log(np.where(np.isnan(extreme), 1.0, extreme)))
-        strike = _flat(fields["strike"], n)
+        strike = as_batch(fields["strike"], n)
         terms = {"strike": np.where(floating, 1.0, strike), "sign": sign, "floating": floating.astype(float),
                  "side": side, "log_extreme": log_extreme}
         return terms, ones, zeros.astype(bool)
     if family == "asian":
         floating = np.asarray(fields["floating"], dtype=bool)
-        fixings = _flat(fields["fixings"], n)
-        terms = {"strike": np.where(floating, 1.0, _flat(fields["strike"], n)), "sign": sign,
+        fixings = as_batch(fields["fixings"], n)
+        terms = {"strike": np.where(floating, 1.0, as_batch(fields["strike"], n)), "sign": sign,
                  "geometric": np.asarray(fields["geometric"], dtype=float), "floating": floating.astype(float),
                  "fixings": fixings}
         return terms, fixings, zeros.astype(bool)
-    terms = {"sign": sign, **{name: _flat(fields[name], n) for name in (
+    terms = {"sign": sign, **{name: as_batch(fields[name], n) for name in (
         "moneyness", "local_floor", "local_cap", "global_floor", "global_cap")},
         "per_period": np.asarray(fields["pay_per_period"], dtype=float)}
-    return terms, _flat(fields["resets"], n), zeros.astype(bool)
+    return terms, as_batch(fields["resets"], n), zeros.astype(bool)
 
 
 def _own_control(family, fields):
