@@ -19,26 +19,14 @@ import os
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from bench_foundation import bench_monte_carlo
 from common import median_time
 
 import shoals as sh
-from shoals.market.curves import ZeroCurve
+from shoals.data.synthetic import skewed_svi_market
 from shoals.market.local_vol import build_local_vol
-from shoals.market.snapshot import MarketSnapshot
-from shoals.market.surface import VolSurface
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "shared" / "baselines" / "seed_mc_var.py"
-
-
-def skewed_snapshot():
-    """The SVI surface of tests/consistency/test_local_vol_reprices.py (ATM 20 %, skew -0.125/sqrt(T))."""
-    t = np.array([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
-    surface = VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0, sigma=0.2 * np.sqrt(t))
-    return MarketSnapshot(spot=jnp.asarray(100.0), rate=ZeroCurve.flat(0.03), dividend=ZeroCurve.flat(0.01),
-                          surface=surface)
 
 
 def main(argv=None):
@@ -60,7 +48,7 @@ def main(argv=None):
     antithetic_result = antithetic.price(call, market)
     antithetic_s = median_time(lambda: antithetic.price(call, market), args.repeat)
 
-    snapshot = skewed_snapshot()
+    snapshot = skewed_svi_market()
     grid = build_local_vol(snapshot, t_max=1.0)[0]
     asian = sh.Asian(maturity=1.0, fixings=252, strike=100.0)
     asian_method = sh.MonteCarlo(paths=args.asian_paths, seed=1, steps_per_year=252, greeks=False)

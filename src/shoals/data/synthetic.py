@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 SEED_EXPIRIES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+SKEWED_EXPIRIES = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5)
 SEED_INSTRUMENTS = ("barrier_do", "barrier_ui", "lookback", "asian", "cliquet")
 
 
@@ -94,3 +95,20 @@ def seed_book(n_trades: int = 150, *, spot: float = 100.0, expiries=SEED_EXPIRIE
     for key, value in (market_columns or {}).items():
         book[key] = value
     return book
+
+
+def skewed_svi_market(spot: float = 100.0, rate: float = 0.03, dividend: float = 0.01):
+    """A steep-skew analytic market (the test and benchmark market of local vol): 8 raw SVI slices
+    (T = 0.1 ... 2.5) with a = 0.02 T, b = 0.1 sqrt(T), rho = -0.5, m = 0, sigma = 0.2 sqrt(T): ATM vol 20 % at
+    every expiry, skew -0.125 / sqrt(T) per unit log-moneyness, calendar- and butterfly-free; flat rate and
+    dividend yield.  Returns a :class:`~shoals.market.snapshot.MarketSnapshot`."""
+    import jax.numpy as jnp
+
+    from shoals.market.curves import ZeroCurve
+    from shoals.market.snapshot import MarketSnapshot
+    from shoals.market.surface import VolSurface
+
+    t = np.asarray(SKEWED_EXPIRIES)
+    surface = VolSurface.from_svi(expiries=t, a=0.02 * t, b=0.1 * np.sqrt(t), rho=-0.5, m=0.0, sigma=0.2 * np.sqrt(t))
+    return MarketSnapshot(spot=jnp.asarray(spot), rate=ZeroCurve.flat(rate), dividend=ZeroCurve.flat(dividend),
+                          surface=surface)
