@@ -157,7 +157,6 @@ def seed_book_section(repeats: int, baseline: Path | None) -> dict:
     from shoals.calibration.surface import calibrate_surface
     from shoals.data.synthetic import seed_book, seed_quotes
     from shoals.instruments import stack
-    from shoals.io.book import contract_of
     from shoals.io.quotes import read_quotes
     from shoals.market.local_vol import default_local_vol
     from shoals.risk.book import price_book
@@ -180,7 +179,7 @@ def seed_book_section(repeats: int, baseline: Path | None) -> dict:
           f"(median of {repeats}; goal <= 0.5 s)")
     for kind in np.unique(kinds):
         members = [r for r in rows if r.instrument == kind]
-        contract = stack([contract_of(r) for r in members])
+        contract = stack([r.contract for r in members])
         seconds = median_time(lambda c=contract: method.price(c, snapshot, local_vol=grid), repeats)
         print(f"[seed book]   {kind:9s} {len(members):3d} trades {seconds:.3f} s, max relative error vs "
               f"481 x 400: {error[kinds == kind].max():.1e}")

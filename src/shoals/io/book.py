@@ -50,12 +50,14 @@ _NON_NEGATIVE_KEYS = ("vol", "rebate")
 @dataclass(frozen=True)
 class BookRow:
     """One validated row of a book: its 1-based ``row`` number, ``id``, parsed ``fields`` and ``error``
-    (``None`` when the row is valid).  ``fields`` holds every non-empty key with its typed value."""
+    (``None`` when the row is valid).  ``fields`` holds every non-empty key with its typed value;
+    ``contract`` the instrument of a valid row (built once, by :func:`contract_of`, when the row is read)."""
 
     row: int
     id: str
     fields: dict
     error: str | None = None
+    contract: object = None
 
     @property
     def instrument(self) -> str | None:
@@ -166,12 +168,11 @@ def _validate_row(number: int, record: dict, valuation_date: _dt.date | None) ->
                                  row=number)
     except InputError as error:
         return BookRow(row=number, id=trade_id, fields=fields, error=str(error))
-    row = BookRow(row=number, id=trade_id, fields=fields)
     try:
-        contract_of(row)
+        contract = contract_of(BookRow(row=number, id=trade_id, fields=fields))
     except InputError as error:
         return BookRow(row=number, id=trade_id, fields=fields, error=str(error))
-    return row
+    return BookRow(row=number, id=trade_id, fields=fields, contract=contract)
 
 
 def read_book(path, *, valuation_date: _dt.date | str | None = None) -> list[BookRow]:

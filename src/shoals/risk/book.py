@@ -17,7 +17,7 @@ import pandas as pd
 
 from shoals.errors import InputError, ShoalsError, UnsupportedError
 from shoals.instruments import stack
-from shoals.io.book import BookRow, contract_of
+from shoals.io.book import BookRow
 from shoals.market import FlatMarket
 from shoals.market.local_vol import default_local_vol
 from shoals.market.snapshot import MarketSnapshot
@@ -64,7 +64,7 @@ def _market_of(rows: list[BookRow], snapshot):
 
 
 def _price_rows(rows: list[BookRow], method, snapshot, local_vol) -> pd.DataFrame:
-    instrument = stack([contract_of(r) for r in rows])
+    instrument = stack([r.contract for r in rows])
     market = _market_of(rows, snapshot)
     options = {}
     if isinstance(method, MonteCarlo):
@@ -114,7 +114,7 @@ def price_book(rows: list[BookRow], method, *, market: MarketSnapshot | None = N
     for i in priceable:
         by_type.setdefault(rows[i].instrument, []).append(i)
     for members in by_type.values():
-        sample = contract_of(rows[members[0]])
+        sample = rows[members[0]].contract
         candidates = _candidates(method, sample, _market_of([rows[members[0]]], market))
         if not candidates:
             for i in members:
