@@ -1,5 +1,27 @@
 """L2 execution: fans work out (chunks, processes, clusters); knows no finance."""
 
 from shoals.execution.chunks import map_chunks
+from shoals.execution.executors import (
+    EXECUTOR_SPECS,
+    Executor,
+    ProcessExecutor,
+    SerialExecutor,
+    TaskError,
+    WorkerLostError,
+    chunk_by_cost,
+    cost_sorted_order,
+    executor_from_spec,
+)
 
-__all__ = ["map_chunks"]
+__all__ = [
+    "EXECUTOR_SPECS",
+    "Executor",
+    "ProcessExecutor",
+    "SerialExecutor",
+    "TaskError",
+    "WorkerLostError",
+    "chunk_by_cost",
+    "cost_sorted_order",
+    "executor_from_spec",
+    "map_chunks",
+]

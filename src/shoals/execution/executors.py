@@ -1,0 +1,355 @@
+"""Executors: fan independent tasks out (in process, or to local processes) and gather them in task order.
+
+An executor calls ``function(task, shared)`` for every task and returns the results in task order.
+``shared`` is the large read-only context of the tasks (a market snapshot with its local-vol grids): it is
+shipped once per worker, never once per task.  Work is split by the caller (:func:`chunk_by_cost`) into
+chunks that never depend on the number of workers, so results never depend on the executor either.
+
+Knows no finance.  See docs/execution.md.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from shoals.errors import InputError, ShoalsError
+
+EXECUTOR_SPECS = ("serial", "processes", "processes:N")
+"""The forms :func:`executor_from_spec` accepts (the ``--executor`` option of ``shoals run``)."""
+
+Progress = Callable[[int, int], None]
+
+
+class TaskError(ShoalsError):
+    """A task of :meth:`Executor.map` failed: names the task index and keeps the original error
+    (also chained as ``__cause__``, with the worker's traceback where the task ran in another process)."""
+
+    def __init__(self, message: str, *, index: int, error: BaseException):
+        super().__init__(message)
+        self.index = index
+        self.error = error
+
+    def __reduce__(self):
+        return _rebuild_task_error, (type(self), str(self), self.index, self.error)
+
+
+class WorkerLostError(TaskError):
+    """A worker process died (killed, out of memory, crashed in native code) and took tasks with it.
+
+    ``indices`` are the tasks lost (``index`` is the first of them); they did not fail on their own and can
+    be resubmitted.
+    """
+
+    def __init__(self, message: str, *, indices: Sequence[int], error: BaseException):
+        super().__init__(message, index=indices[0], error=error)
+        self.indices = tuple(indices)
+
+    def __reduce__(self):
+        return _rebuild_worker_lost, (str(self), self.indices, self.error)
+
+
+def _rebuild_task_error(cls, message, index, error):
+    return cls(message, index=index, error=error)
+
+
+def _rebuild_worker_lost(message, indices, error):
+    return WorkerLostError(message, indices=indices, error=error)
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What the book pipeline needs from a backend (serial, local processes, a cluster).
+
+    ``map(function, tasks, *, shared, progress, return_exceptions, order)`` calls ``function(task, shared)``
+    for every task and returns the results in task order:
+
+    * ``shared`` is shipped to each worker once (not once per task) and should be treated as read-only;
+      passing the same object to successive ``map`` calls does not ship it again.
+    * ``progress(done, total)`` is called in the caller's process after each task completes (in any
+      completion order), ending with ``(total, total)`` unless ``map`` raises.
+    * a failing task raises :class:`TaskError` naming its index (pending work is cancelled); with
+      ``return_exceptions=True`` its exception object takes its slot and the other tasks complete.
+    * ``order`` (a permutation of the task indices, e.g. :func:`cost_sorted_order`) is the order in which
+      tasks are started; it changes neither the results nor their order.
+
+    ``close()`` releases the workers; executors are context managers.
+    """
+
+    name: str
+    workers: int
+
+    def map(self, function: Callable[[Any, Any], Any], tasks: Sequence[Any], *, shared: Any = None,
+            progress: Progress | None = None, return_exceptions: bool = False,
+            order: Sequence[int] | None = None) -> list: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self): ...
+
+    def __exit__(self, *exc_info) -> None: ...
+
+
+@dataclass(frozen=True)
+class SerialExecutor:
+    """Runs every task in this process, one after the other (the reference the others are tested
+    against; no pickling, so lambdas and closures work here, and only here)."""
+
+    name: str = field(default="serial", init=False)
+    workers: int = field(default=1, init=False)
+
+    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None):
+        """See :class:`Executor`."""
+        tasks = list(tasks)
+        results: list = [None] * len(tasks)
+        for done, index in enumerate(_start_order(order, len(tasks)), start=1):
+            try:
+                results[index] = function(tasks[index], shared)
+            except Exception as error:
+                if not return_exceptions:
+                    raise _task_error(index, len(tasks), error) from error
+                results[index] = error
+            if progress is not None:
+                progress(done, len(tasks))
+        return results
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+# Worker side of ProcessExecutor: the pool initializer installs the shared object here, once per worker.
+_WORKER_SHARED: Any = None
+
+
+def _install_shared(payload: bytes) -> None:
+    global _WORKER_SHARED
+    _WORKER_SHARED = pickle.loads(payload)
+
+
+def _call(function, task, with_shared: bool):
+    return function(task, _WORKER_SHARED if with_shared else None)
+
+
+class ProcessExecutor:
+    """Runs tasks on local worker processes (``concurrent.futures.ProcessPoolExecutor``, *spawn* start
+    method: JAX is multithreaded and forking it is unsafe).
+
+    ``workers`` defaults to ``os.cpu_count()``.  The pool starts on the first ``map`` and is reused until
+    :meth:`close` (or the end of a ``with`` block).  ``shared`` is pickled once in the parent and unpickled
+    once per worker by the pool initializer; a ``map`` with a different ``shared`` object restarts the
+    workers (identity decides, so mutate nothing you passed as ``shared``).  ``function``, the tasks and
+    their results must be picklable: ``function`` a module-level function of an importable module (no
+    lambda, closure or function defined in ``__main__`` of an interactive session).
+
+    Not a frozen dataclass: it owns a process pool.
+    """
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None):
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be a positive integer, got {workers!r}", field="workers",
+                             value=workers)
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._installed: Any = None  # the shared object the workers hold (identity is the token)
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(workers={self.workers})"
+
+    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None):
+        """See :class:`Executor`.  A worker that dies loses the tasks it held and those queued behind it:
+        :class:`WorkerLostError` names them (with ``return_exceptions=True`` it fills each lost slot), and
+        the next ``map`` starts fresh workers."""
+        tasks = list(tasks)
+        start_order = _start_order(order, len(tasks))
+        try:
+            pickle.dumps(function)
+        except Exception as error:
+            raise InputError(
+                f"function {function!r} cannot be sent to worker processes ({error}); make it a "
+                "module-level function of an importable module (no lambda or closure), or use "
+                "SerialExecutor", field="function", value=function) from error
+        if not tasks:
+            return []
+        with_shared = shared is not None
+        try:
+            futures = self._submit(function, tasks, shared, with_shared, start_order)
+        except BrokenProcessPool:  # a worker died while the pool was idle: start afresh, once
+            self._discard()
+            futures = self._submit(function, tasks, shared, with_shared, start_order)
+        return self._gather(futures, len(tasks), progress, return_exceptions)
+
+    def _submit(self, function, tasks, shared, with_shared, start_order):
+        pool = self._pool_for(shared)
+        return {pool.submit(_call, function, tasks[index], with_shared): index for index in start_order}
+
+    def _pool_for(self, shared) -> ProcessPoolExecutor:
+        if self._pool is not None and (shared is None or shared is self._installed):
+            return self._pool
+        self._discard()
+        initializer = initargs = None
+        if shared is not None:
+            try:
+                payload = pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as error:
+                raise InputError(f"shared object cannot be pickled for the worker processes ({error})",
+                                 field="shared", value=type(shared).__name__) from error
+            initializer, initargs = _install_shared, (payload,)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=initializer, initargs=initargs or ())
+        self._installed = shared
+        return self._pool
+
+    def _gather(self, futures, total, progress, return_exceptions):
+        results: list = [None] * total
+        lost: list[int] = []
+        broken: BaseException | None = None
+        done = 0
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=futures.__getitem__):
+                    index = futures[future]
+                    error = future.exception()
+                    if isinstance(error, BrokenProcessPool):
+                        lost.append(index)
+                        broken = error
+                    elif error is None:
+                        results[index] = future.result()
+                    elif return_exceptions:
+                        results[index] = error
+                    else:
+                        raise _task_error(index, total, error) from error
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+        finally:
+            for future in pending:
+                future.cancel()
+        if lost:
+            self._discard()
+            lost.sort()
+            message = (f"a worker process died (killed, out of memory, crashed in native code, or its "
+                       f"initializer failed to unpickle `shared`: {broken}); {len(lost)} of {total} tasks "
+                       f"were lost: {_format_indices(lost)}")
+            if not return_exceptions:
+                raise WorkerLostError(message, indices=lost, error=broken) from broken
+            for index in lost:
+                results[index] = WorkerLostError(message, indices=lost, error=broken)
+        return results
+
+    def _discard(self, *, wait: bool = False) -> None:
+        # Without waiting, the old workers finish the tasks they are running (if any) and exit on their own.
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool = None
+        self._installed = None
+
+    def close(self) -> None:
+        """Cancel queued tasks, wait for running ones and stop the workers (a later ``map`` restarts them)."""
+        self._discard(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def executor_from_spec(spec: str) -> Executor:
+    """The executor a ``--executor`` value names: ``serial``, ``processes`` (one worker per CPU) or
+    ``processes:N`` (N workers).
+
+    Raises :class:`~shoals.errors.InputError` (field ``executor``) listing the accepted forms otherwise.
+    Validation: tests/execution/test_executors.py.
+    """
+    text = spec.strip().lower() if isinstance(spec, str) else ""
+    name, separator, argument = text.partition(":")
+    # Cluster backends (dask://host:port, scaler://...) add their scheme to EXECUTOR_SPECS and a branch here.
+    if text == "serial":
+        return SerialExecutor()
+    if text == "processes":
+        return ProcessExecutor()
+    if name == "processes" and separator and argument.isascii() and argument.isdigit() and int(argument) >= 1:
+        return ProcessExecutor(int(argument))
+    raise InputError(f"unknown executor {spec!r}; accepted: {', '.join(EXECUTOR_SPECS)} "
+                     "(N a positive integer, e.g. processes:4)", field="executor", value=spec)
+
+
+def chunk_by_cost(costs: Sequence[float], *, max_cost: float | None = None,
+                  max_items: int | None = None) -> list[list[int]]:
+    """Split items ``0..n-1`` into contiguous chunks, in order: a chunk closes when the next item would
+    take its summed cost above ``max_cost`` or its length above ``max_items``.
+
+    An item costing more than ``max_cost`` gets a chunk of its own.  Greedy and deterministic: the chunks
+    depend only on the costs and the limits, never on the number of workers, so neither do the results.
+    With neither limit, all items form one chunk; no items, no chunks.
+
+    Validation: tests/execution/test_executors.py (hypothesis: every index once, contiguous, limits kept,
+    maximal).
+    """
+    costs = [float(cost) for cost in costs]
+    for row, cost in enumerate(costs):
+        if not (math.isfinite(cost) and cost >= 0.0):
+            raise InputError(f"cost must be finite and >= 0, got {cost}", field="costs", row=row, value=cost)
+    if max_cost is not None and not (math.isfinite(max_cost) and max_cost > 0.0):
+        raise InputError(f"max_cost must be finite and > 0, got {max_cost}", field="max_cost", value=max_cost)
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
+        raise InputError(f"max_items must be a positive integer, got {max_items!r}", field="max_items",
+                         value=max_items)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    total = 0.0
+    for index, cost in enumerate(costs):
+        if current and ((max_cost is not None and total + cost > max_cost)
+                        or (max_items is not None and len(current) >= max_items)):
+            chunks.append(current)
+            current, total = [], 0.0
+        current.append(index)
+        total += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def cost_sorted_order(costs: Sequence[float]) -> list[int]:
+    """Task indices by decreasing cost (ties by index): pass as ``order=`` to start the longest tasks first,
+    which balances the workers' load; results still come back in task order."""
+    return sorted(range(len(costs)), key=lambda index: -float(costs[index]))
+
+
+def _start_order(order: Sequence[int] | None, count: int) -> list[int]:
+    if order is None:
+        return list(range(count))
+    order = [int(index) for index in order]
+    if sorted(order) != list(range(count)):
+        raise InputError(f"order must be a permutation of the {count} task indices", field="order",
+                         value=order)
+    return order
+
+
+def _task_error(index: int, total: int, error: BaseException) -> TaskError:
+    return TaskError(f"task {index} (of {total}) failed: {type(error).__name__}: {error}", index=index,
+                     error=error)
+
+
+def _format_indices(indices: Sequence[int], limit: int = 20) -> str:
+    shown = ", ".join(str(index) for index in indices[:limit])
+    return shown + (f", ... ({len(indices) - limit} more)" if len(indices) > limit else "")
