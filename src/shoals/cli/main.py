@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shoals.cli.risk_commands import register as register_risk_commands
+from shoals.cli.run_command import register as register_run_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Shoals: derivatives pricing and risk on JAX.")
@@ -203,6 +204,7 @@ def calibrate(
 
 
 register_risk_commands(app)
+register_run_command(app)
 
 
 @app.command()

@@ -224,21 +224,35 @@ def default_local_vol(snapshot, maturities) -> LocalVolGrid:
     return build_local_vol(snapshot, t_max=horizon)[0]
 
 
+def local_vol_on(snapshot, like: LocalVolGrid, *, min_denominator: float = 1e-4, min_variance: float = 1e-8,
+                 max_variance: float = 25.0) -> LocalVolGrid:
+    """The Dupire local vol of ``snapshot`` on exactly the (time, spot) nodes of the grid ``like`` (built by
+    :func:`build_local_vol`: expiries doubled into left and right limits), with the default safeguards: the
+    grid of a bumped market, so that a price under it can reuse every grid of the base price.
+
+    Differentiable with respect to every number of ``snapshot`` (its surface's SVI parameters): this is the
+    function the vega ladder's reverse-mode pass runs through.
+    """
+    times = jnp.asarray(like.times, dtype=jnp.float64)
+    expiries = jnp.asarray(snapshot.surface.expiries, dtype=jnp.float64)
+    eval_times = times.at[0].set(jnp.maximum(times[0], 1e-6 * expiries[0]))
+    result = _local_variance_nodes(snapshot, eval_times, jnp.asarray(like.spots, dtype=jnp.float64),
+                                   min_denominator, min_variance, max_variance)
+    return LocalVolGrid(times=times, spots=jnp.asarray(like.spots), vols=jnp.sqrt(result.local_variance))
+
+
 def shifted_local_vol(snapshot, shift: float, like: LocalVolGrid):
     """The snapshot with its implied vols shifted in parallel by ``shift`` (a
-    :class:`~shoals.market.surface.ShiftedSurface`) and its Dupire local vol rebuilt over the time and spot
-    range of the grid ``like``, with its number of spot nodes (default time nodes): the bumped market of a
-    surface vega (BOOK_SCHEMA.md: vega under local vol is a parallel bump of the implied surface).
+    :class:`~shoals.market.surface.ShiftedSurface`) and its Dupire local vol rebuilt on the nodes of the grid
+    ``like`` (:func:`local_vol_on`): the bumped market of a surface vega (BOOK_SCHEMA.md: vega under local
+    vol is a parallel bump of the implied surface).
 
     Returns ``(bumped_snapshot, grid)``.
     """
     from shoals.market.surface import ShiftedSurface
 
     bumped = snapshot.bump(surface=ShiftedSurface(base=snapshot.surface, shift=shift))
-    spots = np.asarray(like.spots)
-    grid, _ = build_local_vol(bumped, n_spots=spots.size, t_max=float(np.asarray(like.times)[-1]),
-                              spot_range=(float(spots[0]), float(spots[-1])))
-    return bumped, grid
+    return bumped, local_vol_on(bumped, like)
 
 
 @jax.jit

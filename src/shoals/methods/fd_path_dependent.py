@@ -67,13 +67,13 @@ from shoals._arrays import as_batch
 from shoals.errors import InputError, UnsupportedError
 from shoals.instruments import Asian, Cliquet, Lookback
 from shoals.kernels.pde import (
-    VolTable,
     snap_nodes,
     solve_backward,
     stretched_nodes,
     table_vol,
     time_steps,
 )
+from shoals.methods.pde_plan import PdePlan, as_table, identity_combine, row_table
 
 #: Default family sizes (nodes of the extra state per trade).  The Asian's average grid carries the
 #: payoff's kink in A (31 nodes: ~1e-3 relative whatever the spot grid); the extreme and reset-level grids
@@ -111,9 +111,7 @@ def replicate(market, repeats: int):
 
     Validation: every pricer here (tests/unit/test_pde_path_dependent.py, flat and local vol).
     """
-    vol = market.vol
-    if vol.vols.ndim == 3:
-        vol = VolTable(times=vol.times, spots=vol.spots, vols=jnp.repeat(vol.vols, repeats, axis=0))
+    vol = row_table(market.vol, jnp.repeat(jnp.arange(market.batch), repeats))
     rows = {"spot": np.repeat(market.spot, repeats), "vol": vol}
     if market.flat_rate is not None:
         rows.update(flat_rate=np.repeat(market.flat_rate, repeats),
@@ -200,14 +198,28 @@ def _asian_event(values, fixing, index, constants):
     return jax.lax.cond(jnp.any(fixing > 0.0), jump, lambda v: v, values)
 
 
-@jax.jit
-def _asian_solve(terminal, x, steps, vol, fixing, state, spot_state):
-    no = jnp.zeros(x.shape[0], dtype=bool)
-    return solve_backward(terminal, x=x, steps=steps, vol=vol, lower_dirichlet=no, upper_dirichlet=no,
-                          event=_asian_event, event_data=fixing, event_constants=(state, spot_state))
+def _family_table(table, arguments):
+    """The vol table of every family member (row -> trade)."""
+    return row_table(table, arguments["trade"])
 
 
-def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None):
+def _asian_solve(table, a, options, checkpoint):
+    """The family solve of :func:`plan_asian`; readout: the first member of each trade (all average nodes
+    coincide before the first fixing)."""
+    no = jnp.zeros(a["x"].shape[0], dtype=bool)
+    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=_family_table(table, a),
+                            lower_dirichlet=no, upper_dirichlet=no, event=_asian_event, event_data=a["fixing"],
+                            event_constants=(a["state"], a["spot_state"]), checkpoint=checkpoint)
+    trades, per_trade = a["state"].shape
+    return values.reshape(trades, per_trade, -1)[:, 0]
+
+
+def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None) -> dict:
+    """:func:`plan_asian` solved: value, delta, gamma, theta per trade."""
+    return plan_asian(contract, market, method, state_nodes=state_nodes).greeks()
+
+
+def plan_asian(contract: Asian, market, method, *, state_nodes: int | None = None) -> PdePlan:
     """Asian options by a family of 1-D solves over the running-average nodes (see the module doc).
 
     The average grid (``state_nodes`` per trade) is sinh-stretched in ln A around the strike (fixed) or
@@ -246,12 +258,12 @@ def asian_pde(contract: Asian, market, method, *, state_nodes: int | None = None
     rows = replicate(market, per_trade)
     steps, event_index = _row_steps(rows, maturity, events, method, per_trade, smooth_events=True)
     fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)
-    values = _asian_solve(jnp.asarray(terminal), jnp.asarray(np.repeat(x, per_trade, axis=0)), steps, rows.vol,
-                          jnp.asarray(fixing), jnp.asarray(state), jnp.asarray(spot_state))
-    first_rows = np.asarray(values).reshape(batch, per_trade, -1)[:, 0]
-    result = market.spot_greeks(x, first_rows)
-    result["diagnostics"] = {"state_nodes": per_trade, "state": "running average (ln G for geometric)"}
-    return result
+    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(np.repeat(x, per_trade, axis=0)),
+                 "steps": steps, "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
+                 "fixing": jnp.asarray(fixing), "state": jnp.asarray(state), "spot_state": jnp.asarray(spot_state)}
+    return PdePlan(solve=_asian_solve, options=(), arguments=arguments, table=as_table(market.vol),
+                   x=jnp.asarray(x), market=market, combine=identity_combine(batch),
+                   diagnostics={"state_nodes": per_trade, "state": "running average (ln G for geometric)"})
 
 
 # -------------------------------------------------------------------------------------------- lookback
@@ -311,14 +323,23 @@ def _lookback_boundary(values, data, index, constants):
             tuple(jnp.where(is_max, r, lin) for r, lin in zip(upper, linear_up)))
 
 
-@jax.jit
-def _lookback_solve(terminal, x, steps, vol, level, is_max):
-    no = jnp.zeros(x.shape[0], dtype=bool)
-    return solve_backward(terminal, x=x, steps=steps, vol=vol, lower_dirichlet=no, upper_dirichlet=no,
-                          boundary=_lookback_boundary, event_constants=(x, level, is_max))
+def _lookback_solve(table, a, options, checkpoint):
+    """The family solve of :func:`plan_lookback`; readout: the member at the running extreme, scaled back
+    from V / M and plus the forward leg of a fixed strike."""
+    no = jnp.zeros(a["x"].shape[0], dtype=bool)
+    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=_family_table(table, a),
+                            lower_dirichlet=no, upper_dirichlet=no, boundary=_lookback_boundary,
+                            event_constants=(a["x"], a["level"], a["is_max"]), checkpoint=checkpoint)
+    trades, per_trade = a["level"].shape
+    return values.reshape(trades, per_trade, -1)[:, 0] * a["extreme"][:, None] + a["forward_leg"]
 
 
-def lookback_pde(contract: Lookback, market, method, *, state_nodes: int | None = None):
+def lookback_pde(contract: Lookback, market, method, *, state_nodes: int | None = None) -> dict:
+    """:func:`plan_lookback` solved: value, delta, gamma, theta per trade."""
+    return plan_lookback(contract, market, method, state_nodes=state_nodes).greeks()
+
+
+def plan_lookback(contract: Lookback, market, method, *, state_nodes: int | None = None) -> PdePlan:
     """Lookback options by a family of 1-D solves over nodes of the running extreme (see the module doc).
 
     Fixed strikes are priced as floating ones plus a forward (exact pathwise identity); the extreme grid
@@ -354,16 +375,18 @@ def lookback_pde(contract: Lookback, market, method, *, state_nodes: int | None 
     terminal = np.repeat(u, per_trade, axis=0)
     rows = replicate(market, per_trade)
     steps, _ = _row_steps(rows, maturity, [() for _ in range(batch)], method, per_trade)
-    values = _lookback_solve(jnp.asarray(terminal), jnp.asarray(x_rows), steps, rows.vol, jnp.asarray(level),
-                             jnp.asarray(np.repeat(is_max, per_trade)))
-    first = np.asarray(values).reshape(batch, per_trade, -1)[:, 0] * extreme[:, None]
     x = x_rows.reshape(batch, per_trade, -1)[:, 0]
     forward_leg = market.discount(maturity)[:, None] * (np.exp(x) * (market.forward(maturity) / spot)[:, None]
                                                          - np.where(floating, 0.0, strike)[:, None])
-    first = first + np.where(floating, 0.0, np.where(is_call, 1.0, -1.0))[:, None] * forward_leg
-    result = market.spot_greeks(x, first)
-    result["diagnostics"] = {"state_nodes": per_trade, "state": "running extreme (fixed strike: floating + forward)"}
-    return result
+    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(x_rows), "steps": steps,
+                 "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)), "level": jnp.asarray(level),
+                 "is_max": jnp.asarray(np.repeat(is_max, per_trade)), "extreme": jnp.asarray(extreme),
+                 "forward_leg": jnp.asarray(np.where(floating, 0.0, np.where(is_call, 1.0, -1.0))[:, None]
+                                            * forward_leg)}
+    return PdePlan(solve=_lookback_solve, options=(), arguments=arguments, table=as_table(market.vol),
+                   x=jnp.asarray(x), market=market, combine=identity_combine(batch),
+                   diagnostics={"state_nodes": per_trade,
+                                "state": "running extreme (fixed strike: floating + forward)"})
 
 
 # --------------------------------------------------------------------------------------------- cliquet
@@ -386,14 +409,23 @@ def _cliquet_event(values, data, index, constants):
     return jax.lax.cond(jnp.any(flag > 0.0), jump, lambda v: v, values)
 
 
-@jax.jit
-def _cliquet_solve(terminal, x, steps, vol, flag, pay, level, xi, coupon, origin):
-    no = jnp.zeros(x.shape[0], dtype=bool)
-    return solve_backward(terminal, x=x, steps=steps, vol=vol, lower_dirichlet=no, upper_dirichlet=no,
-                          event=_cliquet_event, event_data=(flag, pay), event_constants=(level, xi, coupon, origin))
+def _cliquet_solve(table, a, options, checkpoint):
+    """The family solve of :func:`plan_cliquet`; readout: the member at the first reset level R = S_0."""
+    no = jnp.zeros(a["x"].shape[0], dtype=bool)
+    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=_family_table(table, a),
+                            lower_dirichlet=no, upper_dirichlet=no, event=_cliquet_event,
+                            event_data=(a["flag"], a["pay"]),
+                            event_constants=(a["level"], a["xi"], a["coupon"], a["origin"]), checkpoint=checkpoint)
+    trades, per_trade = a["level"].shape
+    return values.reshape(trades, per_trade, -1)[jnp.arange(trades), a["first"]]
 
 
-def cliquet_pde(contract: Cliquet, market, method, *, state_nodes: int | None = None):
+def cliquet_pde(contract: Cliquet, market, method, *, state_nodes: int | None = None) -> dict:
+    """:func:`plan_cliquet` solved: value, delta, gamma, theta per trade."""
+    return plan_cliquet(contract, market, method, state_nodes=state_nodes).greeks()
+
+
+def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None = None) -> PdePlan:
     """Cliquets without global floor/cap by a family of 1-D solves over the last reset level (see the module
     doc); payment per period or at maturity.
 
@@ -442,14 +474,15 @@ def cliquet_pde(contract: Cliquet, market, method, *, state_nodes: int | None = 
     reset_times = (event_index + 1.0) * np.repeat(period, per_trade)
     pay = np.where(np.repeat(per_period, per_trade), 1.0,
                    np.repeat(market.discount(maturity), per_trade) / rows.discount(reset_times))
-    values = _cliquet_solve(jnp.asarray(terminal), jnp.asarray(x_rows), steps, rows.vol,
-                            jnp.asarray((event_index >= 0).astype(np.float64)), jnp.asarray(pay), jnp.asarray(level),
-                            jnp.asarray(xi), jnp.asarray(coupon), jnp.asarray(origin))
-    members = np.asarray(values).reshape(batch, per_trade, -1)[np.arange(batch), first]
-    result = market.spot_greeks(log_spot[:, None] + xi, members)
-    result["diagnostics"] = {"state_nodes": per_trade,
-                             "state": "last reset level (Greeks at the first reset level S_0 held fixed)"}
-    return result
+    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(x_rows), "steps": steps,
+                 "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
+                 "flag": jnp.asarray((event_index >= 0).astype(np.float64)), "pay": jnp.asarray(pay),
+                 "level": jnp.asarray(level), "xi": jnp.asarray(xi), "coupon": jnp.asarray(coupon),
+                 "origin": jnp.asarray(origin), "first": jnp.asarray(first)}
+    return PdePlan(solve=_cliquet_solve, options=(), arguments=arguments, table=as_table(market.vol),
+                   x=jnp.asarray(log_spot[:, None] + xi), market=market, combine=identity_combine(batch),
+                   diagnostics={"state_nodes": per_trade,
+                                "state": "last reset level (Greeks at the first reset level S_0 held fixed)"})
 
 
-PRICERS = {Asian: asian_pde, Lookback: lookback_pde, Cliquet: cliquet_pde}
+PLANNERS = {Asian: plan_asian, Lookback: plan_lookback, Cliquet: plan_cliquet}

@@ -50,7 +50,8 @@ import numpy as np
 from shoals._arrays import as_batch
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
-from shoals.kernels.pde import VolTable, solve_backward, stretched_nodes, table_vol
+from shoals.kernels.pde import solve_backward, stretched_nodes, table_vol
+from shoals.methods.pde_plan import PdePlan, as_table, row_table
 
 # Row roles.  VANILLA: plain grid; OUT_BOUNDARY: continuous knock-out on a grid ending on the barrier;
 # all others on a grid with the barrier on an interior node: VANILLA_LEG (the vanilla of a knock-in),
@@ -146,9 +147,23 @@ class _Rows:
         self.__dict__.update(fields)
 
 
-def _solve(rows: _Rows, market, method, n_trades: int):
-    """Build grids, terminal values, steps and event data for ``rows``, run one batched solve and combine
-    the rows into per-trade value, delta, gamma, theta."""
+def _vanilla_solve(table, arguments, options, checkpoint):
+    """The batched solve of :func:`_plan` under ``table`` (the trades' vol table): the rows at t = 0."""
+    flags, any_pinned = options
+    a = arguments
+    has_event = any(flags)
+    return solve_backward(
+        a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
+        lower_dirichlet=a["lower_dirichlet"], upper_dirichlet=a["upper_dirichlet"],
+        event=_event(*flags) if has_event else None, event_data=a["event_data"] if has_event else None,
+        event_constants=a["constants"] if has_event else None,
+        lower_node=a["lower_node"] if any_pinned else None, upper_node=a["upper_node"] if any_pinned else None,
+        checkpoint=checkpoint)
+
+
+def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
+    """Build grids, terminal values, steps and event data for ``rows``: the :class:`PdePlan` of one batched
+    solve whose rows combine linearly into the trades."""
     count = rows.trade.size
     size = _bucket(count)
     pad = np.concatenate([np.arange(count), np.zeros(size - count, dtype=np.int64)])
@@ -239,32 +254,26 @@ def _solve(rows: _Rows, market, method, n_trades: int):
     event_data = {"jump": jnp.asarray(jump),
                   "rebate": jnp.asarray(np.where(rows.role == DISCRETE_OUT, rebate_later, 0.0))}
     any_pinned = bool(pinned.any())
-    values = solve_backward(
-        jnp.asarray(terminal), x=jnp.asarray(x), steps=steps, vol=row_market.vol,
-        lower_dirichlet=jnp.asarray(pinned & ~rows.is_up), upper_dirichlet=jnp.asarray(pinned & rows.is_up),
-        event=_event(*flags) if any(flags) else None, event_data=event_data if any(flags) else None,
-        event_constants=constants if any(flags) else None,
-        lower_node=jnp.asarray(np.where(rows.is_up, 0, pin)) if any_pinned else None,
-        upper_node=jnp.asarray(np.where(rows.is_up, pin, n - 1)) if any_pinned else None)
-    greeks = row_market.spot_greeks(x, values)
     combine = np.zeros((n_trades, size))
     combine[rows.trade, np.arange(size)] = rows.coef
-    result = {name: combine @ greeks[name] for name in ("value", "delta", "gamma", "theta")}
+    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(x), "steps": steps,
+                 "trade": jnp.asarray(rows.trade), "lower_dirichlet": jnp.asarray(pinned & ~rows.is_up),
+                 "upper_dirichlet": jnp.asarray(pinned & rows.is_up),
+                 "event_data": event_data if any(flags) else None, "constants": constants if any(flags) else None,
+                 "lower_node": jnp.asarray(np.where(rows.is_up, 0, pin)) if any_pinned else None,
+                 "upper_node": jnp.asarray(np.where(rows.is_up, pin, n - 1)) if any_pinned else None}
     vanilla_rows = np.isin(rows.role, (VANILLA, VANILLA_LEG)) & (np.arange(size) < count)
-    vanilla = np.full(n_trades, np.nan)
-    vanilla[rows.trade[vanilla_rows]] = greeks["value"][vanilla_rows]
-    result["diagnostics"] = {"space_nodes": n, "time_steps_max": int(start.shape[0]), "rows": count,
-                             "vanilla_leg": vanilla}
-    return result
+    return PdePlan(solve=_vanilla_solve, options=(flags, any_pinned), arguments=arguments,
+                   table=as_table(market.vol), x=jnp.asarray(x), market=row_market, combine=jnp.asarray(combine),
+                   diagnostics={"space_nodes": n, "time_steps_max": int(start.shape[0]), "rows": count,
+                                "vanilla_rows": (rows.trade[vanilla_rows], np.flatnonzero(vanilla_rows))})
 
 
 def _take(market, rows):
     """The :class:`PdeMarket` of the trades ``rows`` (a row-indexed view for multi-row trades)."""
     from shoals.methods.finite_difference import PdeMarket
 
-    vol = market.vol
-    if vol.vols.ndim == 3:
-        vol = VolTable(times=vol.times, spots=vol.spots, vols=vol.vols[jnp.asarray(rows)])
+    vol = row_table(market.vol, jnp.asarray(rows))
     pick = (lambda v: None if v is None else np.asarray(v)[rows])
     return PdeMarket(spot=np.asarray(market.spot)[rows], vol=vol, flat_rate=pick(market.flat_rate),
                      flat_dividend=pick(market.flat_dividend), curves=market.curves)
@@ -281,27 +290,27 @@ def _vanilla_rows(strike, maturity, is_call, american):
                 "response": np.arange(batch)}
 
 
-def price_european(contract: European, market, method) -> dict:
+def plan_european(contract: European, market, method) -> PdePlan:
     """European options: one vanilla row per trade (cell-averaged payoff, Rannacher start).
 
     Validation: tests/reference/test_pde_quantlib.py (AnalyticEuropeanEngine), tests/unit/test_pde_kernel.py.
     """
     batch = market.batch
     strike, maturity, is_call = _batch_fields(contract, ("strike", "maturity", "is_call"), batch)
-    return _solve(_Rows(**_vanilla_rows(strike, maturity, is_call, False)), market, method, batch)
+    return _plan(_Rows(**_vanilla_rows(strike, maturity, is_call, False)), market, method, batch)
 
 
-def price_american(contract: American, market, method) -> dict:
+def plan_american(contract: American, market, method) -> PdePlan:
     """American options: V = max(V, payoff) after every step.
 
     Validation: tests/reference/test_pde_quantlib.py (FdBlackScholesVanillaEngine at a fine grid).
     """
     batch = market.batch
     strike, maturity, is_call = _batch_fields(contract, ("strike", "maturity", "is_call"), batch)
-    return _solve(_Rows(**_vanilla_rows(strike, maturity, is_call, True)), market, method, batch)
+    return _plan(_Rows(**_vanilla_rows(strike, maturity, is_call, True)), market, method, batch)
 
 
-def price_barrier(contract: Barrier, market, method, *, out_grid: str = "boundary") -> dict:
+def plan_barrier(contract: Barrier, market, method, *, out_grid: str = "boundary") -> PdePlan:
     """Barrier options (8 types, rebate, continuous or discrete monitoring), knock-ins by in-out parity or
     a direct solve (``method.knock_in``); see the module docstring for the rows of each type.
 
@@ -365,7 +374,19 @@ def price_barrier(contract: Barrier, market, method, *, out_grid: str = "boundar
         legs.append(response)
     rows = _Rows(**{key: np.concatenate([np.asarray(leg[key]) for leg in legs]) for key in main})
     rows.role = rows.role.astype(np.int64)
-    return _solve(rows, market, method, batch)
+    return _plan(rows, market, method, batch)
 
 
-PRICERS = {European: price_european, American: price_american, Barrier: price_barrier}
+def price_barrier(contract: Barrier, market, method, *, out_grid: str = "boundary") -> dict:
+    """:func:`plan_barrier` solved: value, delta, gamma, theta per trade; ``diagnostics["vanilla_leg"]`` the
+    vanilla solved alongside each knock-in on its nodes (NaN for knock-outs)."""
+    plan = plan_barrier(contract, market, method, out_grid=out_grid)
+    result = plan.greeks()
+    trades, rows = plan.diagnostics["vanilla_rows"]
+    vanilla = np.full(plan.trades, np.nan)
+    vanilla[trades] = result["diagnostics"]["row_value"][rows]
+    result["diagnostics"]["vanilla_leg"] = vanilla
+    return result
+
+
+PLANNERS = {European: plan_european, American: plan_american, Barrier: plan_barrier}

@@ -131,10 +131,10 @@ def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> 
                            f"{type(market).__name__}")
 
 
-def _pricers():
+def _planners():
     from shoals.methods import fd_path_dependent, fd_vanilla
 
-    return {**fd_vanilla.PRICERS, **fd_path_dependent.PRICERS}
+    return {**fd_vanilla.PLANNERS, **fd_path_dependent.PLANNERS}
 
 
 @dataclass(frozen=True)
@@ -190,41 +190,50 @@ class FiniteDifference:
             raise InputError(f"must be > 0, got {self.vol_bump!r}", field="vol_bump", value=self.vol_bump)
 
     def supports(self, instrument, market) -> bool:
-        return type(instrument) in _pricers() and isinstance(market, (FlatMarket, MarketSnapshot))
+        return type(instrument) in _planners() and isinstance(market, (FlatMarket, MarketSnapshot))
 
-    def price(self, instrument, market, *, local_vol: LocalVolGrid | None = None) -> PriceResult:
-        pricers = _pricers()
-        pricer = pricers.get(type(instrument))
-        if pricer is None:
+    def plan(self, instrument, market, *, local_vol: LocalVolGrid | None = None):
+        """The :class:`~shoals.methods.pde_plan.PdePlan` of ``instrument`` (a batch of one type) on
+        ``market``: grids, payoffs and steps built once, solvable on any vol table with the nodes of the
+        market's (bumps and automatic differentiation on the same grids).  Returns ``(plan, shape)``, the
+        batch shape of the instrument."""
+        planners = _planners()
+        planner = planners.get(type(instrument))
+        if planner is None:
             raise UnsupportedError(f"finite-difference does not price {type(instrument).__name__}; "
-                                   f"supported: {', '.join(sorted(t.__name__ for t in pricers))}")
+                                   f"supported: {', '.join(sorted(t.__name__ for t in planners))}")
         shape = np.broadcast_shapes(*(np.shape(getattr(instrument, f.name)) for f in fields(instrument)))
         maturities = np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel()
         if isinstance(market, MarketSnapshot) and local_vol is None:
             local_vol = default_local_vol(market, maturities)
-        base = pde_market(market, maturities, local_vol=local_vol)
-        result = pricer(instrument, base, self)
+        return planner(instrument, pde_market(market, maturities, local_vol=local_vol), self), shape
+
+    def price(self, instrument, market, *, local_vol: LocalVolGrid | None = None) -> PriceResult:
+        if isinstance(market, MarketSnapshot) and local_vol is None:
+            local_vol = default_local_vol(market, np.asarray(instrument.maturity, dtype=np.float64))
+        plan, shape = self.plan(instrument, market, local_vol=local_vol)
+        result = plan.greeks()
         greeks = {name: result[name] for name in ("delta", "gamma", "theta") if name in result}
         if self.vega:
-            up, down = (pricer(instrument, _vol_shifted(market, sign * self.vol_bump, maturities, local_vol), self)
+            up, down = (np.asarray(plan.values(_shifted_vols(market, sign * self.vol_bump, plan, local_vol)))
                         for sign in (1.0, -1.0))
-            greeks["vega"] = (up["value"] - down["value"]) / (2.0 * self.vol_bump)
+            greeks["vega"] = (up - down) / (2.0 * self.vol_bump)
         return PriceResult(
             value=np.reshape(result["value"], shape), method=self.name,
             greeks={name: np.reshape(values, shape) for name, values in greeks.items()},
             diagnostics={"space_nodes": self.space_nodes, "time_steps": self.time_steps,
-                         "rannacher": self.rannacher, **result.get("diagnostics", {}),
+                         "rannacher": self.rannacher,
+                         **{k: v for k, v in result["diagnostics"].items() if k not in ("row_value", "vanilla_rows")},
                          "greeks": "delta, gamma: cubic interpolation on the grid; theta: the PDE at t = 0; "
-                                   "vega: central bump of the vol input"
+                                   "vega: central bump of the vol input, repriced on the same grids"
                                    + (" (parallel shift of the implied surface, local vol rebuilt)"
                                       if isinstance(market, MarketSnapshot) else "")})
 
 
-def _vol_shifted(market, shift: float, maturities, local_vol) -> PdeMarket:
-    """The PDE market with every implied vol shifted by ``shift``: the flat vol, or the implied surface shifted
-    in parallel with the local vol rebuilt over the range of the base grid (:func:`shifted_local_vol`)."""
+def _shifted_vols(market, shift: float, plan, local_vol):
+    """The vol nodes of ``plan``'s table with every implied vol shifted by ``shift``: the flat vols, or the
+    local vol rebuilt on the same nodes from the implied surface shifted in parallel
+    (:func:`shifted_local_vol`)."""
     if isinstance(market, FlatMarket):
-        return pde_market(FlatMarket(spot=market.spot, rate=market.rate, vol=np.asarray(market.vol) + shift,
-                                     dividend=market.dividend), maturities)
-    bumped, grid = shifted_local_vol(market, shift, local_vol)
-    return pde_market(bumped, maturities, local_vol=grid)
+        return plan.table.vols + shift
+    return shifted_local_vol(market, shift, local_vol)[1].vols

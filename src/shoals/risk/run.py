@@ -1,0 +1,326 @@
+"""The whole book pipeline (``shoals run``): quotes -> forwards -> SVI surface -> arbitrage report -> Dupire
+local vol -> every trade priced -> delta, gamma, theta per trade -> vega ladder by expiry (bump and AAD) ->
+market-quote vega -> book aggregation.
+
+Fan-out.  The book is cut into chunks of one instrument type by estimated cost
+(:func:`shoals.execution.chunk_by_cost`: the chunks never depend on the executor or its worker count), and
+each chunk is priced by :func:`price_chunk` on an executor; the market (snapshot, base local vol grid and the
+bumped grids of the ladder) is the executor's ``shared`` object, shipped once per worker.  Each chunk
+returns its per-trade table, its trades' values under every bumped grid, and its share of the book value's
+gradient with respect to the local vol nodes; the parent sums the gradients in chunk order, so every
+number is identical whatever the executor.
+
+Vega.  For the trades priced by finite differences, the ladder is computed on each trade's base grids
+(:class:`shoals.methods.pde_plan.PdePlan`) by central bumps of one vol point per pillar and by one
+reverse-mode pass (:mod:`shoals.greeks.vega_ladder`).  Trades priced by Monte Carlo (``method="mc"``, or
+a cliquet with a global floor/cap under the PDE method) get the bump ladder by repricing with the same
+random numbers, and no AAD ladder (reverse mode through the path simulation is not built): the summary says
+how many.  The per-trade ``vega`` column is the sum of the trade's bump ladder, i.e. the central difference
+for a parallel move of every slice's ATM vol (shape kept in total variance).
+
+Validation: tests/consistency/test_run_pipeline.py (ladder agreement, broken rows, serial == processes),
+tests/unit/test_cli_run.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from shoals.data import path as example_path
+from shoals.errors import InputError
+from shoals.execution import SerialExecutor, chunk_by_cost
+from shoals.greeks.vega_ladder import (
+    VOL_POINT,
+    bumped_vol_grids,
+    ladder_from_bumps,
+    surface_gradient,
+)
+from shoals.instruments import stack
+from shoals.io.book import BookRow, read_book
+from shoals.market.local_vol import LocalVolGrid, build_local_vol
+from shoals.methods import FiniteDifference, MonteCarlo, stream_of
+from shoals.risk.book import OUTPUT_COLUMNS, Auto, price_book
+from shoals.risk.run_result import RunResult
+
+#: The embedded example: the original pipeline's synthetic market (spot 100) and its 150-trade exotic book.
+EXAMPLE_QUOTES = "seed_quotes.csv"
+EXAMPLE_BOOK = "seed_book.csv"
+EXAMPLE_SPOT = 100.0
+#: Relative cost of one trade per instrument type (family members x steps, measured): the chunking weight.
+TRADE_COST = {"european": 1.0, "american": 1.0, "barrier": 1.5, "lookback": 25.0, "asian": 31.0, "cliquet": 32.0}
+#: Largest estimated cost of a chunk: ~64 path-dependent trades, so the example book is one chunk per type.
+CHUNK_COST = 2048.0
+METHODS = ("pde", "mc")
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Trades of one instrument type priced together (indices into the book)."""
+
+    indices: tuple
+    rows: tuple
+
+
+@dataclass(frozen=True)
+class SharedMarket:
+    """What every chunk needs, shipped once per worker: the snapshot, the base local vol grid, the ladder's
+    bumped vol nodes (2P, nt, ns) or None, the pricing method and whether to run the AAD pass."""
+
+    snapshot: object
+    local_vol: LocalVolGrid
+    bumped_vols: np.ndarray | None
+    method: object
+    aad: bool
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One chunk priced: ``frame`` (the book table of its trades), ``bump_values`` (trades, 2P) under the
+    bumped grids (NaN where not computed), ``aad`` (trades,) True where the trade is in ``vol_gradient``, the
+    chunk's share of d(book value)/d(local vol nodes) (None without AAD), and ``seconds``."""
+
+    frame: pd.DataFrame
+    bump_values: np.ndarray | None
+    aad: np.ndarray
+    vol_gradient: np.ndarray | None
+    seconds: float
+
+
+def pricing_method(name: str, *, seed: int = 0, paths: int | None = None):
+    """The method of a run: ``pde`` (finite differences, Monte Carlo where the PDE declines a trade) or ``mc``
+    (Monte Carlo with pathwise/likelihood-ratio Greeks)."""
+    if name == "pde":
+        return Auto(methods=(FiniteDifference(vega=False), MonteCarlo(seed=seed, greeks=True)))
+    if name == "mc":
+        return MonteCarlo(seed=seed, greeks=True, **({} if paths is None else {"paths": paths}))
+    raise InputError(f"unknown method {name!r}; use one of {', '.join(METHODS)}", field="method", value=name)
+
+
+def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
+    """Price one chunk: the base table (statuses, per-trade value and Greeks), then, with ``bumped_vols``,
+    each priced trade under every bumped grid on its base grids and, with ``aad``, the chunk's weighted
+    gradient with respect to the local vol nodes (weights quantity x notional)."""
+    started = time.perf_counter()
+    rows = list(task.rows)
+    frame = price_book(rows, shared.method, market=shared.snapshot, local_vol=shared.local_vol)
+    count = len(rows)
+    aad = np.zeros(count, dtype=bool)
+    if shared.bumped_vols is None:
+        return ChunkResult(frame=frame, bump_values=None, aad=aad, vol_gradient=None,
+                           seconds=time.perf_counter() - started)
+    bump_values = np.full((count, shared.bumped_vols.shape[0]), np.nan)
+    gradient = np.zeros(np.shape(shared.local_vol.vols)) if shared.aad else None
+    ok = (frame["status"] == "ok").to_numpy()
+    for method_name in ("finite-difference", "monte-carlo"):
+        members = np.flatnonzero(ok & (frame["method"] == method_name).to_numpy())
+        if members.size == 0:
+            continue
+        contract = stack([rows[i].contract for i in members])
+        if method_name == "finite-difference":
+            fd = _finite_difference(shared.method)
+            plan, _ = fd.plan(contract, shared.snapshot, local_vol=shared.local_vol)
+            bump_values[members] = np.stack([np.asarray(plan.values(v)) for v in shared.bumped_vols], axis=1)
+            if shared.aad:
+                weights = np.array([rows[i].quantity * rows[i].notional for i in members])
+                gradient = gradient + np.asarray(plan.value_and_gradient(weights)[1])
+                aad[members] = True
+        else:
+            mc = replace(_monte_carlo(shared.method), greeks=False)
+            streams = [stream_of(rows[i].id) for i in members]
+            grid = shared.local_vol
+            bump_values[members] = np.stack(
+                [np.asarray(mc.price(contract, shared.snapshot, streams=streams,
+                                     local_vol=LocalVolGrid(times=grid.times, spots=grid.spots, vols=v)).value)
+                 for v in shared.bumped_vols], axis=1)
+    return ChunkResult(frame=frame, bump_values=bump_values, aad=aad, vol_gradient=gradient,
+                       seconds=time.perf_counter() - started)
+
+
+def _finite_difference(method) -> FiniteDifference:
+    if isinstance(method, FiniteDifference):
+        return method
+    return next(m for m in method.methods if isinstance(m, FiniteDifference))
+
+
+def _monte_carlo(method) -> MonteCarlo:
+    if isinstance(method, MonteCarlo):
+        return method
+    return next(m for m in method.methods if isinstance(m, MonteCarlo))
+
+
+def book_chunks(rows: list[BookRow], *, max_cost: float = CHUNK_COST) -> list[ChunkTask]:
+    """Chunks of one instrument type each (book order inside a type), cut by :func:`chunk_by_cost` with
+    :data:`TRADE_COST`; invalid rows (unknown instrument) form their own chunk so that they are reported."""
+    by_type: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_type.setdefault(row.instrument if row.error is None else "", []).append(i)
+    tasks = []
+    for kind, members in by_type.items():
+        costs = [TRADE_COST.get(kind, 1.0) for _ in members]
+        for chunk in chunk_by_cost(costs, max_cost=max_cost):
+            indices = tuple(members[j] for j in chunk)
+            tasks.append(ChunkTask(indices=indices, rows=tuple(rows[i] for i in indices)))
+    return tasks
+
+
+def _stage(progress, name: str, done: int = 0, total: int = 1):
+    if progress is not None:
+        progress(name, done, total)
+
+
+def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, method: str = "pde",
+             executor=None, vega: bool = True, aad: bool = True, seed: int = 0, paths: int | None = None,
+             quote_risk: bool = True, progress=None) -> RunResult:
+    """Run the book pipeline and return a :class:`RunResult`.
+
+    ``quotes`` (CSV/Parquet chain; default the embedded example with spot 100) are calibrated unless a
+    ``market`` file (or :class:`MarketSnapshot`) is given; ``book`` (BOOK_SCHEMA.md file, default the embedded
+    150-trade book); ``method`` ``"pde"`` or ``"mc"``; ``executor`` (default serial); ``vega`` the ladder by
+    bumps, ``aad`` also by reverse mode (PDE trades); ``seed`` / ``paths`` for Monte Carlo.  ``progress(stage,
+    done, total)`` is called as stages advance.  File-level problems raise :class:`InputError`; a bad trade
+    only gets its ``status``.
+    """
+    timings: dict[str, float] = {}
+    executor = SerialExecutor() if executor is None else executor
+    base_method = pricing_method(method, seed=seed, paths=paths)
+
+    clock = time.perf_counter()
+    _stage(progress, "market")
+    snapshot, calibration, arbitrage = _market_stage(quotes, market, spot)
+    timings["market"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    rows = read_book(book if book is not None else example_path(EXAMPLE_BOOK))
+    maturities = [r.fields["maturity"] for r in rows if r.error is None and "maturity" in r.fields]
+    horizon = max(maturities + [float(np.asarray(snapshot.surface.expiries)[-1])])
+    grid, grid_report = build_local_vol(snapshot, t_max=horizon)
+    bumped = bumped_vol_grids(snapshot, grid) if vega else None
+    timings["local_vol"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    tasks = book_chunks(rows)
+    shared = SharedMarket(snapshot=snapshot, local_vol=grid, bumped_vols=bumped, method=base_method,
+                          aad=bool(vega and aad and method == "pde"))
+    _stage(progress, "pricing", 0, len(tasks))
+    results = executor.map(price_chunk, tasks, shared=shared,
+                           progress=lambda finished, total: _stage(progress, "pricing", finished, total))
+    timings["pricing"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    trades, by_trade, ladder, gradient = _assemble(rows, tasks, results, snapshot, grid, vega)
+    quote_vega = None
+    if gradient is not None and quote_risk and calibration is not None:
+        from shoals.greeks.quote_risk import quote_vega as market_quote_vega
+
+        quote_vega = market_quote_vega(calibration, gradient.params)
+    timings["aggregation"] = time.perf_counter() - clock
+    by_type = book_by_type(trades)
+    summary = _summary(trades, ladder, results, method, executor, timings, vega, shared.aad)
+    return RunResult(trades=trades, ladder=ladder, ladder_by_trade=by_trade, by_type=by_type, summary=summary,
+                     snapshot=snapshot, local_vol=grid, local_vol_report=grid_report, calibration=calibration,
+                     arbitrage=arbitrage, quote_vega=quote_vega, timings=timings)
+
+
+def _market_stage(quotes, market, spot):
+    from shoals.arbitrage.checks import check_arbitrage
+    from shoals.market.snapshot import MarketSnapshot
+
+    if market is not None:
+        if quotes is not None:
+            raise InputError("give quotes or a market, not both", field="market")
+        if isinstance(market, MarketSnapshot):
+            snapshot = market
+        else:
+            from shoals.io.market import read_market
+
+            snapshot = read_market(market)
+        return snapshot, None, check_arbitrage(snapshot.surface)
+    from shoals.calibration.surface import calibrate_surface
+    from shoals.io.quotes import read_forwards, read_quotes
+
+    if quotes is None:
+        quotes = example_path(EXAMPLE_QUOTES)
+        spot = EXAMPLE_SPOT if spot is None else spot
+    table, cleaning = read_quotes(quotes, spot=spot)
+    given = read_forwards(quotes, spot=spot)
+    calibration = calibrate_surface(table, cleaning, spot=spot, given_forwards=given)
+    return calibration.snapshot, calibration, calibration.arbitrage
+
+
+def _assemble(rows, tasks, results, snapshot, grid, vega):
+    """Per-trade table in book order, per-trade bump ladder, book ladder and the AAD surface gradient."""
+    expiries = np.asarray(snapshot.surface.expiries, dtype=np.float64)
+    frame = pd.concat([r.frame.set_index(pd.Index(t.indices)) for t, r in zip(tasks, results)]).sort_index()
+    frame = frame.reset_index(drop=True)
+    frame["instrument"] = [r.instrument for r in rows]
+    frame["quantity"] = [r.quantity for r in rows]
+    frame["notional"] = [r.notional for r in rows]
+    scale = frame["quantity"].to_numpy(dtype=np.float64) * frame["notional"].to_numpy(dtype=np.float64)
+    columns = [f"{t:g}" for t in expiries]
+    by_trade = pd.DataFrame(index=pd.Index(frame["id"], name="id"))
+    ladder = pd.DataFrame({"expiry": expiries, "vega_bump": np.nan, "vega_aad": np.nan})
+    gradient = None
+    if vega:
+        values = np.full((len(rows), 2 * expiries.size), np.nan)
+        for task, result in zip(tasks, results):
+            values[list(task.indices)] = result.bump_values
+        per_trade = ladder_from_bumps(values, size=VOL_POINT)
+        by_trade = pd.DataFrame(per_trade, index=pd.Index(frame["id"], name="id"), columns=columns)
+        frame["vega"] = per_trade.sum(axis=1)
+        ladder["vega_bump"] = np.nansum(per_trade * scale[:, None], axis=0)
+        gradients = [r.vol_gradient for r in results if r.vol_gradient is not None]
+        if gradients:
+            total = gradients[0]
+            for g in gradients[1:]:
+                total = total + g
+            gradient = surface_gradient(snapshot, grid, total)
+            ladder["vega_aad"] = gradient.ladder
+    frame.loc[frame["status"] != "ok", "vega"] = np.nan
+    return frame[list(OUTPUT_COLUMNS) + ["instrument", "quantity", "notional"]], by_trade, ladder, gradient
+
+
+GREEK_TOTALS = ("npv", "delta", "gamma", "theta", "vega")
+
+
+def book_by_type(trades: pd.DataFrame) -> pd.DataFrame:
+    """NPV and Greeks by instrument type in book units (per-unit Greeks x quantity x notional), summed over
+    the priced trades; ``trades`` and ``failed`` count rows."""
+    table = trades.assign(instrument=trades["instrument"].fillna("(invalid)"))
+    scale = table["quantity"].astype(float) * table["notional"].astype(float)
+    ok = table["status"] == "ok"
+    records = []
+    for kind, group in table.groupby("instrument", sort=True):
+        good = group[ok.loc[group.index]]
+        record = {"instrument": kind, "trades": len(group), "failed": int((~ok.loc[group.index]).sum()),
+                  "npv": float(good["npv"].sum())}
+        for greek in GREEK_TOTALS[1:]:
+            record[greek] = float((good[greek] * scale.loc[good.index]).sum(min_count=1))
+        records.append(record)
+    return pd.DataFrame.from_records(records, columns=["instrument", "trades", "failed", *GREEK_TOTALS])
+
+
+def _summary(trades, ladder, results, method, executor, timings, vega, aad) -> dict:
+    ok = trades["status"] == "ok"
+    scale = trades["quantity"].astype(float) * trades["notional"].astype(float)
+    totals = {"npv": float(trades.loc[ok, "npv"].sum())}
+    for greek in GREEK_TOTALS[1:]:
+        totals[greek] = float((trades.loc[ok, greek] * scale[ok]).sum(min_count=1))
+    aad_trades = int(sum(int(r.aad.sum()) for r in results))
+    priced = int(ok.sum())
+    return {
+        "trades": len(trades), "ok": priced, "failed": int((~ok).sum()),
+        "method": method, "executor": getattr(executor, "name", type(executor).__name__),
+        "workers": int(getattr(executor, "workers", 1)),
+        **totals,
+        "methods": {str(k): int(v) for k, v in trades.loc[ok, "method"].value_counts().items()},
+        "ladder": {"pillars": ladder["expiry"].tolist(), "bump": "central, one vol point of ATM vol per pillar",
+                   "vega_bump_total": float(np.nansum(ladder["vega_bump"])) if vega else None,
+                   "vega_aad_total": float(np.nansum(ladder["vega_aad"])) if aad else None,
+                   "aad_trades": aad_trades, "bump_only_trades": priced - aad_trades if vega else 0},
+        "units": "base units: vega per 1.00 of vol, theta per year; book totals include quantity x notional",
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
