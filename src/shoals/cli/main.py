@@ -35,10 +35,13 @@ def _example_book() -> Path:
 
 
 def _enable_compilation_cache() -> None:
-    """Persist compiled XLA programs across CLI runs (cuts the cold start of repeated commands)."""
+    """Persist compiled XLA programs across CLI runs (cuts the cold start of repeated commands); the folder is
+    ``$SHOALS_JAX_CACHE`` or ``~/.cache/shoals/jax``."""
+    import os
+
     import jax
 
-    cache = Path.home() / ".cache" / "shoals" / "jax"
+    cache = Path(os.environ.get("SHOALS_JAX_CACHE", Path.home() / ".cache" / "shoals" / "jax"))
     try:
         cache.mkdir(parents=True, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", str(cache))
