@@ -6,7 +6,9 @@
 * ``dax_20020705_clean.csv`` / ``_meta.json``: DAX implied-vol grid, 2002-07-05 (QuantLib test suite);
 * ``seed_quotes.csv`` / ``seed_book.csv``: the original pipeline's synthetic market (call and put quotes) and
   150-trade exotic book, written by :mod:`shoals.data.synthetic` (``seed_quotes()``, ``seed_book()``);
-* ``portfolio_example.json``: the original VaR example (5 assets, $1M, 10 days).
+* ``portfolio_example.json``: the original VaR example (5 assets, $1M, 10 days);
+* ``spx_book.csv``: 13 index exotics on SPX of 2011-01-24 (every instrument type, maturities 0.4-2 y) for
+  ``shoals run --quotes spx_20110124_clean.csv --book spx_book.csv``.
 
 Provenance and conventions: ``shared/data/README.md`` of the project and the ``_meta.json`` files.
 """
@@ -17,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 FILES = ("example_book.csv", "spx_20110124_clean.csv", "spx_20110124_meta.json", "dax_20020705_clean.csv",
-         "dax_20020705_meta.json", "portfolio_example.json", "seed_quotes.csv", "seed_book.csv")
+         "dax_20020705_meta.json", "portfolio_example.json", "seed_quotes.csv", "seed_book.csv", "spx_book.csv")
 
 
 def path(name: str) -> Path:
