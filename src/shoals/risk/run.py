@@ -152,9 +152,11 @@ def _monte_carlo(method) -> MonteCarlo:
     return next(m for m in method.methods if isinstance(m, MonteCarlo))
 
 
-def book_chunks(rows: list[BookRow], *, max_cost: float = CHUNK_COST) -> list[ChunkTask]:
+def book_chunks(rows: list[BookRow], *, max_cost: float | None = None) -> list[ChunkTask]:
     """Chunks of one instrument type each (book order inside a type), cut by :func:`chunk_by_cost` with
-    :data:`TRADE_COST`; invalid rows (unknown instrument) form their own chunk so that they are reported."""
+    :data:`TRADE_COST` and ``max_cost`` (default :data:`CHUNK_COST`); invalid rows (unknown instrument) form
+    their own chunk so that they are reported."""
+    max_cost = CHUNK_COST if max_cost is None else max_cost
     by_type: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         by_type.setdefault(row.instrument if row.error is None else "", []).append(i)
