@@ -17,7 +17,12 @@ the identity, so trades with different numbers of events share one step count (p
 Boundaries: per trade and side, Dirichlet (a given value per step: a knock-out barrier, a rebate) or
 "linear in S" (V_SS = 0: V at the end node extrapolated linearly in S from the two next nodes, which keeps
 the system tridiagonal after elimination).  Tridiagonal systems are solved by a Thomas sweep vectorised
-across the batch (``lax.scan`` over space: on CPU ~3x faster than ``lax.linalg.tridiagonal_solve``).
+across the batch (``lax.scan`` over space, one row of the (nodes, batch) layout per iteration).  Measured on
+CPU for 800 systems of 239 rows (float64, per solve): 0.7 ms, against 13 ms for
+``lax.linalg.tridiagonal_solve``, 47 ms for parallel cyclic reduction and 1.7-2.4 ms for the same scan
+unrolled 2-8 times; the sweep costs about 2 ns per row and system, so at the example book's shapes
+(~800 rows x 241 nodes x 200-300 steps) it is about a third of a solve without event hooks, most of the
+rest being the per-step vol-table interpolation (four gathers per node and row).
 
 Local vol: sigma(t, S) bilinear in a (times x spots) table that is either shared by the batch (a Dupire
 grid) or one table per trade (flat vols: a 2 x 2 table of one value), read at each step's mid-time.
