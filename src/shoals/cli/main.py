@@ -6,19 +6,16 @@ import time
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from shoals.cli.common import console, enable_compilation_cache, errors, fail
 from shoals.cli.risk_commands import register as register_risk_commands
 from shoals.cli.run_command import register as register_run_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Shoals: derivatives pricing and risk on JAX.")
-console = Console()
-errors = Console(stderr=True)
 
 _SHOWN_ROWS = 20
 
@@ -32,27 +29,6 @@ class Method(str, Enum):
 
 def _example_book() -> Path:
     return Path(str(resources.files("shoals") / "data" / "example_book.csv"))
-
-
-def _enable_compilation_cache() -> None:
-    """Persist compiled XLA programs across CLI runs (cuts the cold start of repeated commands); the folder is
-    ``$SHOALS_JAX_CACHE`` or ``~/.cache/shoals/jax``."""
-    import os
-
-    import jax
-
-    cache = Path(os.environ.get("SHOALS_JAX_CACHE", Path.home() / ".cache" / "shoals" / "jax"))
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    except OSError:
-        pass
-
-
-def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
 
 
 def _summary_table(frame, elapsed: float) -> Table:
@@ -76,20 +52,20 @@ def _summary_table(frame, elapsed: float) -> Table:
 
 @app.command()
 def price(
-    book: Optional[Path] = typer.Argument(
+    book: Path | None = typer.Argument(
         None, help="Book file (CSV, Parquet or JSON; see BOOK_SCHEMA.md). Default: the embedded SPX example."),
     out: Path = typer.Option(Path("results.csv"), "--out", "-o", help="Results file (.csv, .parquet or .json)."),
     method: Method = typer.Option(
         Method.auto, "--method", "-m",
         help="Pricing method; auto: closed form for Europeans on flat markets, finite differences for the rest, "
              "Monte Carlo where the PDE declines a trade."),
-    market: Optional[Path] = typer.Option(
+    market: Path | None = typer.Option(
         None, "--market", help="Market file (JSON, as written by `shoals calibrate`): price the whole book under its "
                                "Dupire local vol instead of per-row flat markets."),
     paths: int = typer.Option(100_000, "--paths", min=2, help="Monte Carlo paths per trade."),
     seed: int = typer.Option(0, "--seed", help="Monte Carlo seed (draws depend on seed and trade id only)."),
     antithetic: bool = typer.Option(False, "--antithetic/--no-antithetic", help="Antithetic variates (MC)."),
-    valuation_date: Optional[str] = typer.Option(
+    valuation_date: str | None = typer.Option(
         None, "--valuation-date", help="ISO date; converts a maturity_date column to year fractions (ACT/365F)."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 1 if any trade failed."),
 ) -> None:
@@ -99,12 +75,11 @@ def price(
     A trade that fails gets its error in `status`; the rest of the book completes.
     """
     from shoals.errors import InputError
-    from shoals.io import read_book, write_results
-    from shoals.io import read_market
+    from shoals.io import read_book, read_market, write_results
     from shoals.methods import ClosedForm, FiniteDifference, MonteCarlo
     from shoals.risk import Auto, price_book
 
-    _enable_compilation_cache()
+    enable_compilation_cache()
     source = book if book is not None else _example_book()
     started = time.perf_counter()
     try:
@@ -115,14 +90,14 @@ def price(
                   Method.closed_form: ClosedForm(), Method.finite_difference: FiniteDifference(),
                   Method.monte_carlo: monte_carlo}[method]
     except (InputError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     with console.status(f"pricing {len(rows)} trades with {pricer.name}..."):
         results = price_book(rows, pricer, market=snapshot)
     elapsed = time.perf_counter() - started
     try:
         written = write_results(results, out)
     except InputError as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(_summary_table(results, elapsed))
     failed = results[results["status"] != "ok"]
     ok = results[results["status"] == "ok"]
@@ -159,14 +134,14 @@ def _fit_table(frame) -> Table:
 def calibrate(
     quotes: Path = typer.Argument(..., help="Quotes file (CSV or Parquet; see BOOK_SCHEMA.md, 'Quotes')."),
     out: Path = typer.Option(Path("market.json"), "--out", "-o", help="Market file to write (JSON)."),
-    spot: Optional[float] = typer.Option(None, "--spot", help="Underlying level (default: the file's spot column)."),
-    rate: Optional[float] = typer.Option(
+    spot: float | None = typer.Option(None, "--spot", help="Underlying level (default: the file's spot column)."),
+    rate: float | None = typer.Option(
         None, "--rate", help="Flat continuous rate: fixes discount factors parity cannot identify, and vol-only quotes."),
-    dividend: Optional[float] = typer.Option(None, "--dividend", help="Flat dividend yield (vol-only quotes)."),
-    valuation_date: Optional[str] = typer.Option(None, "--valuation-date", help="ISO date (default: quote_date)."),
+    dividend: float | None = typer.Option(None, "--dividend", help="Flat dividend yield (vol-only quotes)."),
+    valuation_date: str | None = typer.Option(None, "--valuation-date", help="ISO date (default: quote_date)."),
     weighting: Weighting = typer.Option(Weighting.vega, "--weighting", help="Quote weights in the SVI fit."),
     repair: bool = typer.Option(True, "--repair/--no-repair", help="Repair calendar/butterfly violations."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for PNG plots (smiles, surface, local vol)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Folder for PNG plots (smiles, surface, local vol)."),
 ) -> None:
     """Fit forwards and an arbitrage-free SVI surface to option quotes and write the market file.
 
@@ -177,7 +152,7 @@ def calibrate(
     from shoals.io.market import write_market
     from shoals.io.quotes import read_forwards, read_quotes
 
-    _enable_compilation_cache()
+    enable_compilation_cache()
     started = time.perf_counter()
     try:
         table, cleaning = read_quotes(quotes, spot=spot, rate=rate, dividend=dividend, valuation_date=valuation_date)
@@ -187,7 +162,7 @@ def calibrate(
                                        weighting=weighting.value, repair=repair)
         written = write_market(result.snapshot, out)
     except ShoalsError as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(result.cleaning.summary(), highlight=False)
     console.print(_fit_table(result.fit_table()))
     console.print(f"arbitrage before repair: {result.arbitrage_before_repair.summary()}", highlight=False)
@@ -196,7 +171,11 @@ def calibrate(
     console.print(f"arbitrage of the written surface: {result.arbitrage.summary()}", highlight=False)
     if plot is not None:
         from shoals.market.local_vol import build_local_vol
-        from shoals.reports.plots import plot_implied_surface, plot_local_vol, plot_smiles
+        from shoals.reports.plots import (
+            plot_implied_surface,
+            plot_local_vol,
+            plot_smiles,
+        )
 
         grid, _ = build_local_vol(result.snapshot)
         paths = [plot_smiles(result, plot / "smiles.png"), plot_implied_surface(result.snapshot, plot / "surface.png"),

@@ -14,16 +14,13 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from shoals.cli.common import console, fail
 from shoals.data import path as data_path
 from shoals.errors import ShoalsError
 from shoals.risk.hedging import hedged_pnl
 from shoals.risk.var import Portfolio, VarResult, historical_var, value_at_risk
-
-console = Console()
-errors = Console(stderr=True)
 
 EXAMPLE_PORTFOLIO = "portfolio_example.json"
 DEFAULT_OUT = Path("hedge_sim")
@@ -49,25 +46,20 @@ class TableFormat(str, Enum):
     parquet = "parquet"
 
 
-def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
-
-
 def _read_portfolio(file: Path | None) -> dict:
     import yaml
 
     source = file or data_path(EXAMPLE_PORTFOLIO)
     suffix = source.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
-        _fail(f"{source}: a portfolio file is YAML or JSON with the keys of {EXAMPLE_PORTFOLIO}")
+        fail(f"{source}: a portfolio file is YAML or JSON with the keys of {EXAMPLE_PORTFOLIO}")
     try:
         text = Path(source).read_text()
         data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except (OSError, json.JSONDecodeError, yaml.YAMLError) as error:
-        _fail(f"{source}: cannot read the portfolio: {error}")
+        fail(f"{source}: cannot read the portfolio: {error}")
     if not isinstance(data, dict):
-        _fail(f"{source}: a portfolio file holds one mapping (assets, weights, ...), got {type(data).__name__}")
+        fail(f"{source}: a portfolio file holds one mapping (assets, weights, ...), got {type(data).__name__}")
     return data
 
 
@@ -77,7 +69,7 @@ def _parse_levels(text: str | None, default) -> tuple:
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        _fail(f"--levels '{text}': give comma-separated levels such as 0.95,0.99")
+        fail(f"--levels '{text}': give comma-separated levels such as 0.95,0.99")
     return tuple(v / 100.0 if v > 1.0 else v for v in values)
 
 
@@ -87,10 +79,10 @@ def _read_returns(file: Path, names: tuple) -> np.ndarray:
     try:
         frame = pd.read_parquet(file) if file.suffix.lower() == ".parquet" else pd.read_csv(file)
     except (OSError, ValueError) as error:
-        _fail(f"{file}: cannot read the returns table: {error}")
+        fail(f"{file}: cannot read the returns table: {error}")
     missing = [name for name in names if name not in frame.columns]
     if missing:
-        _fail(f"{file}: no column for assets {missing}; the table needs one column of daily simple returns per "
+        fail(f"{file}: no column for assets {missing}; the table needs one column of daily simple returns per "
               f"asset ({', '.join(names)})")
     return frame[list(names)].to_numpy(dtype=np.float64)
 
@@ -174,7 +166,7 @@ def var(
             results["historical"] = historical_var(_read_returns(returns, book.names), book.weights, book.value,
                                                    horizon_days=horizon_days, levels=chosen)
     except ShoalsError as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(_var_table(results, book.value, horizon_days))
     console.print(f"{sims:,} scenarios x {horizon_days} days x {book.weights.size} assets in {elapsed:.3f} s")
     if json_file is not None:
@@ -236,7 +228,7 @@ def hedge_sim(
     try:
         target = jax.devices(device.value)[0]
     except RuntimeError:
-        _fail(f"--device {device.value}: no {device.value.upper()} visible to JAX; install jax[cuda12] on a "
+        fail(f"--device {device.value}: no {device.value.upper()} visible to JAX; install jax[cuda12] on a "
               "machine with a CUDA GPU, or use --device cpu")
     try:
         start = time.perf_counter()
@@ -247,7 +239,7 @@ def hedge_sim(
                                 steps=steps, seed=seed, keep_paths=False)
         elapsed = time.perf_counter() - start
     except ShoalsError as error:
-        _fail(str(error))
+        fail(str(error))
     out.mkdir(parents=True, exist_ok=True)
     frame = result.to_frame()
     table_file = out / f"hedge_pnl_stats.{table_format.value}"

@@ -10,15 +10,13 @@ import math
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+from shoals.cli.common import console, enable_compilation_cache, errors, fail
 
 STAGES = {"market": "surface (quotes -> forwards -> SVI -> arbitrage)", "pricing": "pricing + vega ladder (chunks)",
           "report": "outputs and HTML report"}
@@ -27,11 +25,6 @@ STAGES = {"market": "surface (quotes -> forwards -> SVI -> arbitrage)", "pricing
 class RunMethod(str, Enum):
     pde = "pde"
     mc = "mc"
-
-
-def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
 
 
 def _number(value: float) -> str:
@@ -64,11 +57,11 @@ def _ladder_table(result) -> Table:
 
 
 def run(
-    quotes: Annotated[Optional[Path], typer.Option(
+    quotes: Annotated[Path | None, typer.Option(
         "--quotes", help="Option quotes (CSV/Parquet) to calibrate; default: the embedded example (spot 100).")] = None,
-    market: Annotated[Optional[Path], typer.Option(
+    market: Annotated[Path | None, typer.Option(
         "--market", help="Market file (JSON, as written by `shoals calibrate`) instead of quotes.")] = None,
-    book: Annotated[Optional[Path], typer.Option(
+    book: Annotated[Path | None, typer.Option(
         "--book", help="Book file (CSV/Parquet/JSON, BOOK_SCHEMA.md); default: the embedded 150-trade book.")] = None,
     method: Annotated[RunMethod, typer.Option(
         "--method", help="pde: Crank-Nicolson (Monte Carlo where the PDE declines); mc: Monte Carlo.")] = RunMethod.pde,
@@ -77,25 +70,24 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("shoals-report"),
     vega: Annotated[bool, typer.Option("--vega/--no-vega", help="Vega ladder by bump and AAD.")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
-    paths: Annotated[Optional[int], typer.Option("--paths", help="Monte Carlo paths per trade.")] = None,
-    spot: Annotated[Optional[float], typer.Option("--spot", help="Spot for quotes without a spot column.")] = None,
+    paths: Annotated[int | None, typer.Option("--paths", help="Monte Carlo paths per trade.")] = None,
+    spot: Annotated[float | None, typer.Option("--spot", help="Spot for quotes without a spot column.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with 1 when any trade failed.")] = False,
 ) -> None:
     """Run the whole book pipeline: quotes -> forwards -> SVI surface -> arbitrage report -> local vol ->
     every trade priced with delta, gamma, theta -> vega ladder by expiry (bump and AAD) -> book risk ->
     trades.csv/.parquet, ladder.csv, summary.json, surface.json and report.html in --out."""
-    from shoals.cli.main import _enable_compilation_cache
     from shoals.errors import ShoalsError
     from shoals.execution import executor_from_spec
     from shoals.reports.outputs import write_run_outputs
     from shoals.risk.run import run_book
 
-    _enable_compilation_cache()
+    enable_compilation_cache()
     started = time.perf_counter()
     try:
         pool = executor_from_spec(executor)
     except ShoalsError as error:
-        _fail(str(error))
+        fail(str(error))
     with Progress(TextColumn("{task.description:<52}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         tasks = {}
@@ -117,7 +109,7 @@ def run(
             result.timings["report"] = time.perf_counter() - clock
             report("report", 1, 1)
         except ShoalsError as error:
-            _fail(str(error))
+            fail(str(error))
     console.print(_totals_table(result))
     if vega:
         console.print(_ladder_table(result))
