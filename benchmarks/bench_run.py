@@ -52,7 +52,7 @@ def cold_run(out: Path, cache: Path) -> float:
     """Wall time of a fresh ``shoals run`` process (default example, outputs in ``out``) with the JAX
     compilation cache in ``cache``."""
     started = time.perf_counter()
-    subprocess.run(["shoals", "run", "--out", str(out)], check=True, capture_output=True,
+    subprocess.run([sys.executable, "-m", "shoals.cli.main", "run", "--out", str(out)], check=True, capture_output=True,
                    env={**os.environ, "SHOALS_JAX_CACHE": str(cache)})
     return time.perf_counter() - started
 
