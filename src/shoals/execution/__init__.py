@@ -1,6 +1,7 @@
 """L2 execution: fans work out (chunks, processes, clusters); knows no finance."""
 
 from shoals.execution.chunks import map_chunks
+from shoals.execution.dask_executor import DaskExecutor
 from shoals.execution.executors import (
     EXECUTOR_SPECS,
     Executor,
@@ -15,6 +16,7 @@ from shoals.execution.executors import (
 
 __all__ = [
     "EXECUTOR_SPECS",
+    "DaskExecutor",
     "Executor",
     "ProcessExecutor",
     "SerialExecutor",

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from shoals.errors import InputError, ShoalsError
 
-EXECUTOR_SPECS = ("serial", "processes", "processes:N")
+EXECUTOR_SPECS = ("serial", "processes", "processes:N", "dask-local", "dask-local:N", "dask://host:port")
 """The forms :func:`executor_from_spec` accepts (the ``--executor`` option of ``shoals run``)."""
 
 Progress = Callable[[int, int], None]
@@ -274,23 +274,41 @@ class ProcessExecutor:
 
 
 def executor_from_spec(spec: str) -> Executor:
-    """The executor a ``--executor`` value names: ``serial``, ``processes`` (one worker per CPU) or
-    ``processes:N`` (N workers).
+    """The executor a ``--executor`` value names: ``serial``, ``processes`` (one worker per CPU),
+    ``processes:N`` (N workers), ``dask-local`` / ``dask-local:N`` (a Dask cluster on this machine: one worker
+    process per CPU / N workers) or ``dask://host:port`` (the Dask scheduler at ``tcp://host:port``).
 
-    Raises :class:`~shoals.errors.InputError` (field ``executor``) listing the accepted forms otherwise.
-    Validation: tests/execution/test_executors.py.
+    Raises :class:`~shoals.errors.InputError` (field ``executor``) listing the accepted forms otherwise, and
+    :class:`~shoals.errors.UnsupportedError` for a Dask form when ``distributed`` is not installed.  Dask
+    executors connect (or start) on first use.
+    Validation: tests/execution/test_executors.py, tests/execution/test_dask_executor.py.
     """
-    text = spec.strip().lower() if isinstance(spec, str) else ""
-    name, separator, argument = text.partition(":")
-    # Cluster backends (dask://host:port, scaler://...) add their scheme to EXECUTOR_SPECS and a branch here.
-    if text == "serial":
+    text = spec.strip() if isinstance(spec, str) else ""
+    lowered = text.lower()
+    name, separator, argument = lowered.partition(":")
+    if lowered == "serial":
         return SerialExecutor()
-    if text == "processes":
+    if lowered == "processes":
         return ProcessExecutor()
-    if name == "processes" and separator and argument.isascii() and argument.isdigit() and int(argument) >= 1:
+    if name == "processes" and separator and _is_count(argument):
         return ProcessExecutor(int(argument))
+    if lowered == "dask-local" or (name == "dask-local" and separator and _is_count(argument)):
+        from shoals.execution.dask_executor import DaskExecutor
+
+        return DaskExecutor(workers=int(argument) if argument else None)
+    if lowered.startswith("dask://"):
+        host, separator, port = text[len("dask://"):].rpartition(":")
+        if separator and host and "/" not in host and _is_count(port) and int(port) < 65536:
+            from shoals.execution.dask_executor import DaskExecutor
+
+            return DaskExecutor(f"tcp://{host}:{port}")
     raise InputError(f"unknown executor {spec!r}; accepted: {', '.join(EXECUTOR_SPECS)} "
-                     "(N a positive integer, e.g. processes:4)", field="executor", value=spec)
+                     "(N a positive integer, e.g. processes:4 or dask-local:4; host:port of a Dask scheduler, "
+                     "e.g. dask://scheduler:8786)", field="executor", value=spec)
+
+
+def _is_count(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) >= 1
 
 
 def chunk_by_cost(costs: Sequence[float], *, max_cost: float | None = None,
