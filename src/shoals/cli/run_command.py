@@ -66,7 +66,7 @@ def run(
     method: Annotated[RunMethod, typer.Option(
         "--method", help="pde: Crank-Nicolson (Monte Carlo where the PDE declines); mc: Monte Carlo.")] = RunMethod.pde,
     executor: Annotated[str, typer.Option(
-        "--executor", help="serial, processes or processes:N (local worker processes).")] = "serial",
+        "--executor", help="serial, processes[:N] (local processes), dask-local[:N] (a local Dask cluster) or dask://host:port.")] = "serial",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("shoals-report"),
     vega: Annotated[bool, typer.Option("--vega/--no-vega", help="Vega ladder by bump and AAD.")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
