@@ -158,7 +158,8 @@ def _validate_row(number: int, record: dict, valuation_date: _dt.date | None) ->
             fields["maturity"] = days / 365.0
         if "maturity" not in fields:
             raise InputError("required key is missing", field="maturity", row=number)
-        floating = instrument == "lookback" and fields.get("strike_type") == "floating"
+        # A floating lookback or Asian has no strike (BOOK_SCHEMA.md: a key that does not apply stays empty).
+        floating = instrument in ("lookback", "asian") and fields.get("strike_type") == "floating"
         if "strike" not in fields and instrument != "cliquet" and not floating:
             raise InputError("required key is missing", field="strike", row=number)
         allowed = set(COMMON_KEYS + MARKET_KEYS) | set(INSTRUMENT_KEYS[instrument])
