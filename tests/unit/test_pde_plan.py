@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support import skewed_snapshot
 
-from shoals.instruments import Asian, Barrier, European, Lookback
+from shoals.instruments import American, Asian, Barrier, European, Lookback
 from shoals.kernels.black_scholes import black_scholes_price
 from shoals.market import FlatMarket
 from shoals.market.local_vol import build_local_vol
@@ -23,6 +23,7 @@ def market():
 
 
 CONTRACTS = {
+    "american": American(strike=np.array([110.0, 95.0]), maturity=np.array([0.5, 0.8]), is_call=False),
     "european": European(strike=np.array([90.0, 105.0]), maturity=np.array([0.5, 0.8]), is_call=np.array([False, True])),
     "barrier": Barrier.of_type("up-and-in", strike=100.0, barrier=np.array([115.0, 125.0]), maturity=0.7, is_call=True),
     "asian": Asian(strike=100.0, maturity=np.array([0.6, 0.9]), fixings=np.array([4, 6]), is_call=True),

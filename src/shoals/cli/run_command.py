@@ -113,6 +113,13 @@ def run(
     console.print(_totals_table(result))
     if vega:
         console.print(_ladder_table(result))
+        difference = result.summary["ladder"].get("bump_aad_difference")
+        if difference is not None and difference > 0.02:
+            errors.print(f"[yellow]warning:[/] the bump and AAD ladders differ by {100 * difference:.1f} % of the "
+                         "largest bucket: the local vol is not linear in some slices over one vol point (slices "
+                         "close in time or a butterfly denominator near its floor; see the local vol report). The "
+                         "AAD column is the derivative at the base, the bump column a one-point move.",
+                         highlight=False)
     failed = result.trades[result.trades["status"] != "ok"]
     for record in failed.head(20).to_dict(orient="records"):
         errors.print(f"  {record['id']}: {record['status']}", highlight=False, soft_wrap=True)

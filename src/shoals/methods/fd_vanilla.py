@@ -122,7 +122,11 @@ def _event(american: bool, discrete: bool, direct_discrete: bool, direct_continu
     """The event hook for the row structure at hand (cached: the same function object, no recompiles)."""
     def event(values, data, index, c):
         if american:
-            values = jnp.where(c["american"][:, None], jnp.maximum(values, c["exercise"]), values)
+            # max(V, payoff) with the exercise value taken on ties: where the holder exercises, V does not
+            # depend on the vol (jnp.maximum would send half the gradient through V at exact ties, which the
+            # linear-in-S boundary produces for deep in-the-money puts).
+            exercise = c["exercise"]
+            values = jnp.where(c["american"][:, None], jnp.where(values > exercise, values, exercise), values)
         if discrete:
             knocked = data["rebate"][:, None]
             if direct_discrete:
