@@ -170,3 +170,22 @@ def test_results_are_float64():
     result = FiniteDifference(space_nodes=121, time_steps=200, vega=False).price(
         European(strike=100.0, maturity=1.0), _market())
     assert np.asarray(result.value).dtype == np.float64 and jnp.asarray(result.value).dtype == jnp.float64
+
+
+def test_pure_crank_nicolson_without_rannacher_steps():
+    """rannacher=0 (plain Crank-Nicolson from the cell-averaged payoff) runs and prices a European put and an
+    American put close to the closed form / the default scheme."""
+    from shoals.instruments import American, European
+    from shoals.kernels.black_scholes import black_scholes_price
+    from shoals.market import FlatMarket
+    from shoals.methods import FiniteDifference
+
+    market = FlatMarket(spot=100.0, rate=0.03, vol=0.25, dividend=0.0)
+    plain = FiniteDifference(rannacher=0, vega=False)
+    exact = float(black_scholes_price(spots=100.0, strikes=105.0, expiries=0.5, volatilities=0.25, rates=0.03,
+                                      is_call=False))
+    assert float(plain.price(European(strike=105.0, maturity=0.5, is_call=False), market).value) == pytest.approx(
+        exact, abs=2e-3)
+    american = American(strike=105.0, maturity=0.5, is_call=False)
+    assert float(plain.price(american, market).value) == pytest.approx(
+        float(FiniteDifference(vega=False).price(american, market).value), abs=5e-3)

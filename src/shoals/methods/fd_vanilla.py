@@ -91,7 +91,7 @@ def schedule(maturities, n_steps: int, pieces, rannacher: int):
         dt = np.where(sub, h / rannacher, h)
         theta = np.where(sub, 1.0, 0.5)
     else:
-        start, dt, theta = top - k * h, np.broadcast_to(h, s.shape + h.shape[-1:]), np.full(valid.shape, 0.5)
+        start, dt, theta = top - k * h, np.broadcast_to(h, valid.shape), np.full(valid.shape, 0.5)
     at_event = valid & (k == steps_per_piece - 1) & (piece < pieces - 1)
     return (np.where(valid, start, 0.0), np.where(valid, dt, 0.0), np.where(valid, theta, 0.5), at_event)
 
