@@ -284,7 +284,13 @@ def _assemble(rows, tasks, results, snapshot, grid, vega):
             for g in gradients[1:]:
                 total = total + g
             gradient = surface_gradient(snapshot, grid, total)
-            ladder["vega_aad"] = gradient.ladder
+            # Bump-only trades (Monte Carlo, American) enter the AAD column with their bump ladder, so that both
+            # columns are book totals and their difference compares the AAD trades alone.
+            by_aad = np.zeros(len(rows), dtype=bool)
+            for task, result in zip(tasks, results):
+                by_aad[list(task.indices)] = result.aad
+            bump_only = np.nansum(per_trade[~by_aad] * scale[~by_aad, None], axis=0)
+            ladder["vega_aad"] = gradient.ladder + bump_only
     frame.loc[frame["status"] != "ok", "vega"] = np.nan
     return frame[list(OUTPUT_COLUMNS) + ["instrument", "quantity", "notional"]], by_trade, ladder, gradient
 

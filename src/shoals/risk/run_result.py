@@ -17,6 +17,8 @@ class RunResult:
     underlying in base units (vega per 1.00 of vol, theta per year).
     ``ladder``: one row per expiry pillar of the surface: ``expiry``, ``vega_bump``, ``vega_aad`` (book totals,
     quantity x notional included, per 1.00 of the pillar's ATM vol); NaN where a column was not computed.
+    Trades without an AAD ladder (Monte Carlo, American: ``summary["ladder"]["bump_only_trades"]``) enter
+    ``vega_aad`` with their bump ladder, so both columns are book totals.
     ``ladder_by_trade``: (trades x pillars) bump ladder per unit of underlying, indexed by trade id, columns the
     pillar expiries (empty frame without vega).
     ``by_type``: one row per instrument type: ``instrument, trades, failed, npv, delta, gamma, theta, vega`` (book
