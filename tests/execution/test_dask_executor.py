@@ -22,6 +22,13 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from executor_tasks import (
+    CountingShared,
+    fail_on_three,
+    numeric_task,
+    sleepy_square,
+    worker_token,
+)
 from support import skewed_snapshot
 
 from shoals.errors import InputError, ShoalsError, UnsupportedError
@@ -41,47 +48,9 @@ pytestmark = pytest.mark.distributed
 WORKERS = 2
 
 
-def numeric_task(task, shared):
-    seed, scale = task
-    return np.sin(shared["matrix"] * scale).sum(axis=1) + shared["offsets"] * seed
-
-
-def worker_token(task, shared):
-    return os.getpid(), None if shared is None else id(shared)
-
-
-def sleepy_square(task, shared):
-    index, seconds = task
-    time.sleep(seconds)
-    return index * index
-
-
-def fail_on_three(task, shared):
-    if task == 3:
-        raise ValueError(f"bad task {task}")
-    return task + 1
-
-
 def slow_identity(task, shared):
     time.sleep(0.4)
     return task, shared
-
-
-class CountingShared:
-    """Appends a line to ``path`` each time it is unpickled: counts the copies the workers receive."""
-
-    def __init__(self, path, payload):
-        self.path = str(path)
-        self.payload = payload
-
-    def __reduce__(self):
-        return _unpickle_counting, (self.path, self.payload)
-
-
-def _unpickle_counting(path, payload):
-    with open(path, "a") as log:
-        log.write(f"{os.getpid()}\n")
-    return CountingShared(path, payload)
 
 
 @pytest.fixture(scope="module")

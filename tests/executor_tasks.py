@@ -1,0 +1,45 @@
+"""Task functions shared by the executor tests (module-level in an importable module, so that spawned
+processes and Dask workers can import them: they get the parent's sys.path, which holds tests/)."""
+
+import os
+import time
+
+import numpy as np
+
+
+def numeric_task(task, shared):
+    seed, scale = task
+    return np.sin(shared["matrix"] * scale).sum(axis=1) + shared["offsets"] * seed
+
+
+def worker_token(task, shared):
+    return os.getpid(), None if shared is None else id(shared)
+
+
+def sleepy_square(task, shared):
+    index, seconds = task
+    time.sleep(seconds)
+    return index * index
+
+
+def fail_on_three(task, shared):
+    if task == 3:
+        raise ValueError(f"bad task {task}")
+    return task + 1
+
+
+class CountingShared:
+    """Appends a line to ``path`` each time it is unpickled: counts the copies the workers receive."""
+
+    def __init__(self, path, payload):
+        self.path = str(path)
+        self.payload = payload
+
+    def __reduce__(self):
+        return _unpickle_counting, (self.path, self.payload)
+
+
+def _unpickle_counting(path, payload):
+    with open(path, "a") as log:
+        log.write(f"{os.getpid()}\n")
+    return CountingShared(path, payload)
