@@ -28,14 +28,14 @@ class RunMethod(str, Enum):
 
 
 def _number(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:,.6g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return "" if math.isnan(value) else f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
 def _totals_table(result) -> Table:
     summary = result.summary
     table = Table(title=f"book: {summary['ok']} of {summary['trades']} trades priced ({summary['method']}, "
                         f"{summary['executor']}); totals include quantity x notional; vega per 1.00 vol, theta per year")
-    table.add_column("instrument")
+    table.add_column("instrument", no_wrap=True)
     for column in ("trades", "failed", "npv", "delta", "gamma", "theta", "vega"):
         table.add_column(column, justify="right")
     for record in result.by_type.to_dict(orient="records"):
