@@ -106,7 +106,7 @@ def run(
             report("report", 0, 1)
             clock = time.perf_counter()
             written = write_run_outputs(result, out)
-            result.timings["report"] = time.perf_counter() - clock
+            report_seconds = time.perf_counter() - clock
             report("report", 1, 1)
         except ShoalsError as error:
             fail(str(error))
@@ -123,7 +123,8 @@ def run(
     failed = result.trades[result.trades["status"] != "ok"]
     for record in failed.head(20).to_dict(orient="records"):
         errors.print(f"  {record['id']}: {record['status']}", highlight=False, soft_wrap=True)
-    stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.timings.items())
+    stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in
+                       [*result.timings.items(), ("report", report_seconds)])
     console.print(f"stages: {stages}", highlight=False)
     console.print(f"outputs in {out}/: {', '.join(written)} ({time.perf_counter() - started:.2f} s)", highlight=False)
     if strict and len(failed):

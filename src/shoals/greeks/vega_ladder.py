@@ -36,7 +36,7 @@ import numpy as np
 
 from shoals.errors import InputError
 from shoals.market.local_vol import LocalVolGrid, local_vol_on
-from shoals.market.surface import PARAM_NAMES, VolSurface
+from shoals.market.surface import VolSurface
 
 #: The ladder's bump: one vol point of ATM implied vol.
 VOL_POINT = 0.01
@@ -72,22 +72,20 @@ def bump_pillars(snapshot, shifts) -> object:
 def bumped_vol_grids(snapshot, local_vol: LocalVolGrid, *, size: float = VOL_POINT) -> np.ndarray:
     """Local vol nodes of the 2P bumped markets, shape (2P, nt, ns): pillar i up by ``size`` at index 2i,
     down at 2i + 1, each on the nodes of ``local_vol``."""
-    count = int(np.asarray(snapshot.surface.expiries).shape[0])
-    grids = []
-    for pillar in range(count):
-        for sign in (1.0, -1.0):
-            shifts = np.zeros(count)
-            shifts[pillar] = sign * size
-            grids.append(np.asarray(local_vol_on(bump_pillars(snapshot, shifts), local_vol).vols))
-    return np.stack(grids)
+    shifts = np.kron(np.eye(int(np.asarray(snapshot.surface.expiries).shape[0])), [[size], [-size]])
+    return np.stack([_bumped_vols(snapshot, local_vol, row) for row in shifts])
 
 
 def parallel_vol_grids(snapshot, local_vol: LocalVolGrid, *, size: float = VOL_POINT) -> np.ndarray:
     """Local vol nodes (2, nt, ns) with every pillar bumped together by +``size`` and -``size`` (the parallel
     bump whose central difference is the sum of the ladder's buckets, up to second order)."""
     count = int(np.asarray(snapshot.surface.expiries).shape[0])
-    return np.stack([np.asarray(local_vol_on(bump_pillars(snapshot, np.full(count, sign * size)), local_vol).vols)
-                     for sign in (1.0, -1.0)])
+    return np.stack([_bumped_vols(snapshot, local_vol, np.full(count, sign * size)) for sign in (1.0, -1.0)])
+
+
+def _bumped_vols(snapshot, local_vol: LocalVolGrid, shifts) -> np.ndarray:
+    """Local vol nodes of the market with pillar ATM vols moved by ``shifts``, on the nodes of ``local_vol``."""
+    return np.asarray(local_vol_on(bump_pillars(snapshot, shifts), local_vol).vols)
 
 
 def ladder_from_bumps(values, *, size: float = VOL_POINT) -> np.ndarray:
@@ -103,9 +101,6 @@ class SurfaceGradient:
 
     params: np.ndarray
     ladder: np.ndarray
-
-    def to_dict(self) -> dict:
-        return {name: self.params[:, i].tolist() for i, name in enumerate(PARAM_NAMES)}
 
 
 def surface_gradient(snapshot, local_vol: LocalVolGrid, vol_gradient) -> SurfaceGradient:

@@ -197,9 +197,7 @@ def build_local_vol(snapshot, *, n_times: int = 201, n_spots: int = 801, t_max: 
             raise InputError("spot_range must be (low, high) with 0 < low < high", field="spot_range",
                              value=spot_range)
     spots = np.exp(np.linspace(lo, hi, n_spots))
-    eval_times = times.copy()
-    eval_times[0] = max(eval_times[0], 1e-6 * float(expiries[0]))
-    result = _local_variance_nodes(snapshot, jnp.asarray(eval_times), jnp.asarray(spots), min_denominator,
+    result = _local_variance_nodes(snapshot, _evaluation_times(times, expiries), jnp.asarray(spots), min_denominator,
                                    min_variance, max_variance)
     vols = np.sqrt(np.asarray(result.local_variance))
     masks = {name: np.asarray(getattr(result, name)) for name in SAFEGUARDS}
@@ -234,11 +232,16 @@ def local_vol_on(snapshot, like: LocalVolGrid, *, min_denominator: float = 1e-4,
     function the vega ladder's reverse-mode pass runs through.
     """
     times = jnp.asarray(like.times, dtype=jnp.float64)
-    expiries = jnp.asarray(snapshot.surface.expiries, dtype=jnp.float64)
-    eval_times = times.at[0].set(jnp.maximum(times[0], 1e-6 * expiries[0]))
-    result = _local_variance_nodes(snapshot, eval_times, jnp.asarray(like.spots, dtype=jnp.float64),
-                                   min_denominator, min_variance, max_variance)
+    result = _local_variance_nodes(snapshot, _evaluation_times(times, snapshot.surface.expiries),
+                                   jnp.asarray(like.spots, dtype=jnp.float64), min_denominator, min_variance,
+                                   max_variance)
     return LocalVolGrid(times=times, spots=jnp.asarray(like.spots), vols=jnp.sqrt(result.local_variance))
+
+
+def _evaluation_times(times, expiries):
+    """The grid's time nodes with t = 0 replaced by 1e-6 T_1: the t -> 0+ limit of the local variance."""
+    times = jnp.asarray(times, dtype=jnp.float64)
+    return times.at[0].set(jnp.maximum(times[0], 1e-6 * jnp.asarray(expiries, dtype=jnp.float64)[0]))
 
 
 def shifted_local_vol(snapshot, shift: float, like: LocalVolGrid):

@@ -198,16 +198,11 @@ def _asian_event(values, fixing, index, constants):
     return jax.lax.cond(jnp.any(fixing > 0.0), jump, lambda v: v, values)
 
 
-def _family_table(table, arguments):
-    """The vol table of every family member (row -> trade)."""
-    return row_table(table, arguments["trade"])
-
-
 def _asian_solve(table, a, options, checkpoint):
     """The family solve of :func:`plan_asian`; readout: the first member of each trade (all average nodes
     coincide before the first fixing)."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
-    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=_family_table(table, a),
+    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
                             lower_dirichlet=no, upper_dirichlet=no, event=_asian_event, event_data=a["fixing"],
                             event_constants=(a["state"], a["spot_state"]), checkpoint=checkpoint)
     trades, per_trade = a["state"].shape
@@ -327,7 +322,7 @@ def _lookback_solve(table, a, options, checkpoint):
     """The family solve of :func:`plan_lookback`; readout: the member at the running extreme, scaled back
     from V / M and plus the forward leg of a fixed strike."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
-    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=_family_table(table, a),
+    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
                             lower_dirichlet=no, upper_dirichlet=no, boundary=_lookback_boundary,
                             event_constants=(a["x"], a["level"], a["is_max"]), checkpoint=checkpoint)
     trades, per_trade = a["level"].shape
@@ -412,7 +407,7 @@ def _cliquet_event(values, data, index, constants):
 def _cliquet_solve(table, a, options, checkpoint):
     """The family solve of :func:`plan_cliquet`; readout: the member at the first reset level R = S_0."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
-    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=_family_table(table, a),
+    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
                             lower_dirichlet=no, upper_dirichlet=no, event=_cliquet_event,
                             event_data=(a["flag"], a["pay"]),
                             event_constants=(a["level"], a["xi"], a["coupon"], a["origin"]), checkpoint=checkpoint)

@@ -204,18 +204,14 @@ class FiniteDifference:
                                    f"supported: {', '.join(sorted(t.__name__ for t in planners))}")
         shape = np.broadcast_shapes(*(np.shape(getattr(instrument, f.name)) for f in fields(instrument)))
         maturities = np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel()
-        if isinstance(market, MarketSnapshot) and local_vol is None:
-            local_vol = default_local_vol(market, maturities)
         return planner(instrument, pde_market(market, maturities, local_vol=local_vol), self), shape
 
     def price(self, instrument, market, *, local_vol: LocalVolGrid | None = None) -> PriceResult:
-        if isinstance(market, MarketSnapshot) and local_vol is None:
-            local_vol = default_local_vol(market, np.asarray(instrument.maturity, dtype=np.float64))
         plan, shape = self.plan(instrument, market, local_vol=local_vol)
         result = plan.greeks()
         greeks = {name: result[name] for name in ("delta", "gamma", "theta") if name in result}
         if self.vega:
-            up, down = (np.asarray(plan.values(_shifted_vols(market, sign * self.vol_bump, plan, local_vol)))
+            up, down = (np.asarray(plan.values(_shifted_vols(market, sign * self.vol_bump, plan)))
                         for sign in (1.0, -1.0))
             greeks["vega"] = (up - down) / (2.0 * self.vol_bump)
         return PriceResult(
@@ -230,10 +226,11 @@ class FiniteDifference:
                                       if isinstance(market, MarketSnapshot) else "")})
 
 
-def _shifted_vols(market, shift: float, plan, local_vol):
+def _shifted_vols(market, shift: float, plan):
     """The vol nodes of ``plan``'s table with every implied vol shifted by ``shift``: the flat vols, or the
     local vol rebuilt on the same nodes from the implied surface shifted in parallel
     (:func:`shifted_local_vol`)."""
     if isinstance(market, FlatMarket):
         return plan.table.vols + shift
-    return shifted_local_vol(market, shift, local_vol)[1].vols
+    like = LocalVolGrid(times=plan.table.times, spots=plan.table.spots, vols=plan.table.vols)
+    return shifted_local_vol(market, shift, like)[1].vols

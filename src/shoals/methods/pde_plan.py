@@ -38,6 +38,11 @@ def row_table(table: VolTable, index) -> VolTable:
     return table
 
 
+def _trade_values(rows, x, log_spot, combine):
+    """Trade values from readout rows: V at ln S_0 by the cubic on each row's grid, combined over the rows."""
+    return combine @ value_and_derivatives(x, rows, log_spot)[0]
+
+
 @partial(jax.jit, static_argnames=("solve", "options"))
 def _readout(solve, options, arguments, table):
     return solve(table, arguments, options, False)
@@ -46,8 +51,7 @@ def _readout(solve, options, arguments, table):
 @partial(jax.jit, static_argnames=("solve", "options"))
 def _weighted_value_and_gradient(solve, options, arguments, table, x, log_spot, combine, weights):
     def total(vols):
-        rows = solve(table._replace(vols=vols), arguments, options, True)
-        return weights @ (combine @ value_and_derivatives(x, rows, log_spot)[0])
+        return weights @ _trade_values(solve(table._replace(vols=vols), arguments, options, True), x, log_spot, combine)
 
     return jax.value_and_grad(total)(table.vols)
 
@@ -92,7 +96,7 @@ class PdePlan:
         plan's own table): the readout rows of the same compiled solve as :meth:`greeks`, interpolated at
         the spot and combined."""
         rows = _readout(self.solve, self.options, self.arguments, self._table(vols))
-        return self.combine @ value_and_derivatives(jnp.asarray(self.x), rows, self._log_spot())[0]
+        return _trade_values(rows, jnp.asarray(self.x), self._log_spot(), self.combine)
 
     def value_and_gradient(self, weights, vols=None):
         """sum_t weights_t V_t and its gradient with respect to every vol node (reverse mode through the

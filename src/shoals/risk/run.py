@@ -32,7 +32,7 @@ import pandas as pd
 
 from shoals.data import path as example_path
 from shoals.errors import InputError
-from shoals.execution import SerialExecutor, chunk_by_cost
+from shoals.execution import SerialExecutor, chunk_by_cost, cost_sorted_order
 from shoals.greeks.vega_ladder import (
     VOL_POINT,
     bumped_vol_grids,
@@ -85,13 +85,12 @@ class SharedMarket:
 class ChunkResult:
     """One chunk priced: ``frame`` (the book table of its trades), ``bump_values`` (trades, 2P) under the
     bumped grids (NaN where not computed), ``aad`` (trades,) True where the trade is in ``vol_gradient``, the
-    chunk's share of d(book value)/d(local vol nodes) (None without AAD), and ``seconds``."""
+    chunk's share of d(book value)/d(local vol nodes) (None without AAD)."""
 
     frame: pd.DataFrame
     bump_values: np.ndarray | None
     aad: np.ndarray
     vol_gradient: np.ndarray | None
-    seconds: float
 
 
 def pricing_method(name: str, *, seed: int = 0, paths: int | None = None):
@@ -108,14 +107,12 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
     """Price one chunk: the base table (statuses, per-trade value and Greeks), then, with ``bumped_vols``,
     each priced trade under every bumped grid on its base grids and, with ``aad``, the chunk's weighted
     gradient with respect to the local vol nodes (weights quantity x notional)."""
-    started = time.perf_counter()
     rows = list(task.rows)
     frame = price_book(rows, shared.method, market=shared.snapshot, local_vol=shared.local_vol)
     count = len(rows)
     aad = np.zeros(count, dtype=bool)
     if shared.bumped_vols is None:
-        return ChunkResult(frame=frame, bump_values=None, aad=aad, vol_gradient=None,
-                           seconds=time.perf_counter() - started)
+        return ChunkResult(frame=frame, bump_values=None, aad=aad, vol_gradient=None)
     bump_values = np.full((count, shared.bumped_vols.shape[0]), np.nan)
     gradient = np.zeros(np.shape(shared.local_vol.vols)) if shared.aad else None
     ok = (frame["status"] == "ok").to_numpy()
@@ -135,13 +132,11 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
         else:
             mc = replace(_monte_carlo(shared.method), greeks=False)
             streams = [stream_of(rows[i].id) for i in members]
-            grid = shared.local_vol
             bump_values[members] = np.stack(
                 [np.asarray(mc.price(contract, shared.snapshot, streams=streams,
-                                     local_vol=LocalVolGrid(times=grid.times, spots=grid.spots, vols=v)).value)
+                                     local_vol=replace(shared.local_vol, vols=v)).value)
                  for v in shared.bumped_vols], axis=1)
-    return ChunkResult(frame=frame, bump_values=bump_values, aad=aad, vol_gradient=gradient,
-                       seconds=time.perf_counter() - started)
+    return ChunkResult(frame=frame, bump_values=bump_values, aad=aad, vol_gradient=gradient)
 
 
 def _finite_difference(method) -> FiniteDifference:
@@ -165,12 +160,16 @@ def book_chunks(rows: list[BookRow], *, max_cost: float | None = None) -> list[C
     for i, row in enumerate(rows):
         by_type.setdefault(row.instrument if row.error is None else "", []).append(i)
     tasks = []
-    for kind, members in by_type.items():
-        costs = [TRADE_COST.get(kind, 1.0) for _ in members]
+    for members in by_type.values():
+        costs = [_trade_cost(rows[i]) for i in members]
         for chunk in chunk_by_cost(costs, max_cost=max_cost):
             indices = tuple(members[j] for j in chunk)
             tasks.append(ChunkTask(indices=indices, rows=tuple(rows[i] for i in indices)))
     return tasks
+
+
+def _trade_cost(row: BookRow) -> float:
+    return TRADE_COST.get(row.instrument, 1.0) if row.error is None else 1.0
 
 
 def _stage(progress, name: str, done: int = 0, total: int = 1):
@@ -212,7 +211,9 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     shared = SharedMarket(snapshot=snapshot, local_vol=grid, bumped_vols=bumped, method=base_method,
                           aad=bool(vega and aad and method == "pde"))
     _stage(progress, "pricing", 0, len(tasks))
-    results = executor.map(price_chunk, tasks, shared=shared,
+    # The costliest chunks start first (load balance across workers); results come back in task order.
+    order = cost_sorted_order([sum(_trade_cost(r) for r in task.rows) for task in tasks])
+    results = executor.map(price_chunk, tasks, shared=shared, order=order,
                            progress=lambda finished, total: _stage(progress, "pricing", finished, total))
     timings["pricing"] = time.perf_counter() - clock
 
@@ -225,7 +226,7 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
         quote_vega = market_quote_vega(calibration, gradient.params)
     timings["aggregation"] = time.perf_counter() - clock
     by_type = book_by_type(trades)
-    summary = _summary(trades, ladder, results, method, executor, timings, vega, shared.aad)
+    summary = _summary(trades, by_type, ladder, results, method, executor, timings, vega, shared.aad)
     return RunResult(trades=trades, ladder=ladder, ladder_by_trade=by_trade, by_type=by_type, summary=summary,
                      snapshot=snapshot, local_vol=grid, local_vol_report=grid_report, calibration=calibration,
                      arbitrage=arbitrage, quote_vega=quote_vega, timings=timings)
@@ -272,23 +273,19 @@ def _assemble(rows, tasks, results, snapshot, grid, vega):
     gradient = None
     if vega:
         values = np.full((len(rows), 2 * expiries.size), np.nan)
+        by_aad = np.zeros(len(rows), dtype=bool)
         for task, result in zip(tasks, results):
             values[list(task.indices)] = result.bump_values
+            by_aad[list(task.indices)] = result.aad
         per_trade = ladder_from_bumps(values, size=VOL_POINT)
         by_trade = pd.DataFrame(per_trade, index=pd.Index(frame["id"], name="id"), columns=columns)
         frame["vega"] = per_trade.sum(axis=1)
         ladder["vega_bump"] = np.nansum(per_trade * scale[:, None], axis=0)
         gradients = [r.vol_gradient for r in results if r.vol_gradient is not None]
         if gradients:
-            total = gradients[0]
-            for g in gradients[1:]:
-                total = total + g
-            gradient = surface_gradient(snapshot, grid, total)
+            gradient = surface_gradient(snapshot, grid, sum(gradients[1:], gradients[0]))   # in chunk order
             # Bump-only trades (Monte Carlo, American) enter the AAD column with their bump ladder, so that both
             # columns are book totals and their difference compares the AAD trades alone.
-            by_aad = np.zeros(len(rows), dtype=bool)
-            for task, result in zip(tasks, results):
-                by_aad[list(task.indices)] = result.aad
             bump_only = np.nansum(per_trade[~by_aad] * scale[~by_aad, None], axis=0)
             ladder["vega_aad"] = gradient.ladder + bump_only
     frame.loc[frame["status"] != "ok", "vega"] = np.nan
@@ -324,12 +321,9 @@ def book_by_type(trades: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["instrument", "trades", "failed", *GREEK_TOTALS])
 
 
-def _summary(trades, ladder, results, method, executor, timings, vega, aad) -> dict:
+def _summary(trades, by_type, ladder, results, method, executor, timings, vega, aad) -> dict:
     ok = trades["status"] == "ok"
-    scale = trades["quantity"].astype(float) * trades["notional"].astype(float)
-    totals = {"npv": float(trades.loc[ok, "npv"].sum())}
-    for greek in GREEK_TOTALS[1:]:
-        totals[greek] = float((trades.loc[ok, greek] * scale[ok]).sum(min_count=1))
+    totals = {greek: float(by_type[greek].sum(min_count=1)) for greek in GREEK_TOTALS}
     aad_trades = int(sum(int(r.aad.sum()) for r in results))
     priced = int(ok.sum())
     return {
