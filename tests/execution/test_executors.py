@@ -120,6 +120,17 @@ def test_progress_is_called_once_per_task_ending_with_total(executor):
     assert calls == [(done, 7) for done in range(1, 8)]
 
 
+def test_on_result_sees_each_returned_task_once_before_its_progress(executor):
+    events = []
+    results = executor.map(fail_on_three, range(6), return_exceptions=True, order=[5, 4, 3, 2, 1, 0],
+                           on_result=lambda index, result: events.append(("result", index, result)),
+                           progress=lambda done, total: events.append(("progress", done)))
+    returned = [event for event in events if event[0] == "result"]
+    assert sorted(returned) == [("result", index, results[index]) for index in (0, 1, 2, 4, 5)]  # not task 3
+    assert [event[1] for event in events if event[0] == "progress"] == list(range(1, 7))
+    assert all(events[events.index(event) + 1][0] == "progress" for event in returned)
+
+
 def test_empty_task_list(executor):
     assert executor.map(numeric_task, []) == []
 

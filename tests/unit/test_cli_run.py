@@ -148,3 +148,41 @@ def test_embedded_example_without_vega(tmp_path):
     assert list(trades.columns) == TRADE_COLUMNS
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["trades"] == 150 and summary["failed"] == 0
+
+
+def test_ctrl_c_leaves_whole_checkpoints_and_resume_prices_only_the_rest(folder, market, monkeypatch):
+    import shoals.risk.run as run_module
+
+    book = write(folder, [EUROPEAN, BARRIER], "resume.csv")  # two chunks (one type each)
+    arguments = ["run", "--market", str(market), "--book", str(book), "--no-vega"]
+    whole = folder / "whole"
+    assert runner.invoke(app, [*arguments, "--out", str(whole)]).exit_code == 0
+    price_chunk, calls = run_module.price_chunk, []
+
+    def interrupted_at(at):
+        def priced(task, shared):
+            calls.append(task.rows[0].id)
+            if len(calls) == at:
+                raise KeyboardInterrupt  # what Ctrl-C raises in the main process
+            return price_chunk(task, shared)
+        return priced
+
+    out = folder / "interrupted"
+    monkeypatch.setattr(run_module, "price_chunk", interrupted_at(2))
+    result = runner.invoke(app, [*arguments, "--out", str(out)])
+    assert result.exit_code == 130 and "--resume" in " ".join(result.output.split())
+    assert not (out / "trades.csv").exists()
+    assert [path.name for path in (out / "checkpoint").glob("*task-*")] == ["task-000001.pkl"]  # no temp file
+    calls.clear()
+    monkeypatch.setattr(run_module, "price_chunk", interrupted_at(None))
+    result = runner.invoke(app, [*arguments, "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert calls == ["eu"]  # the barrier chunk came from the checkpoint
+    assert (out / "trades.csv").read_bytes() == (whole / "trades.csv").read_bytes()
+    assert json.loads((out / "summary.json").read_text())["checkpoint"]["reused"] == 1
+    # another book, or an --out that is not the resumed folder, is refused
+    other = write(folder, [EUROPEAN], "other.csv")
+    result = runner.invoke(app, ["run", "--market", str(market), "--book", str(other), "--no-vega", "--resume", str(out)])
+    assert result.exit_code == 2 and "book" in " ".join(result.output.split())
+    result = runner.invoke(app, [*arguments, "--resume", str(out), "--out", str(whole)])
+    assert result.exit_code == 2 and "--resume" in result.output

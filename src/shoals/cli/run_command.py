@@ -18,6 +18,8 @@ from rich.table import Table
 
 from shoals.cli.common import console, enable_compilation_cache, errors, fail
 
+#: The subfolder of --out holding the run's checkpoint (one file per finished chunk, and a manifest).
+CHECKPOINT = "checkpoint"
 STAGES = {"market": "surface (quotes -> forwards -> SVI -> arbitrage)", "pricing": "pricing + vega ladder (chunks)",
           "report": "outputs and HTML report"}
 
@@ -67,7 +69,12 @@ def run(
         "--method", help="pde: Crank-Nicolson (Monte Carlo where the PDE declines); mc: Monte Carlo.")] = RunMethod.pde,
     executor: Annotated[str, typer.Option(
         "--executor", help="serial, processes[:N] (local processes), dask-local[:N] (a local Dask cluster) or dask://host:port.")] = "serial",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("shoals-report"),
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output folder (default shoals-report); finished chunks are checkpointed in its "
+                            "checkpoint/ subfolder as they complete.")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Output folder of an interrupted run: price only the chunks missing from its "
+                         "checkpoint/ (same inputs and options required) and write the outputs there.")] = None,
     vega: Annotated[bool, typer.Option("--vega/--no-vega", help="Vega ladder by bump and AAD.")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
     paths: Annotated[int | None, typer.Option("--paths", help="Monte Carlo paths per trade.")] = None,
@@ -76,7 +83,8 @@ def run(
 ) -> None:
     """Run the whole book pipeline: quotes -> forwards -> SVI surface -> arbitrage report -> local vol ->
     every trade priced with delta, gamma, theta -> vega ladder by expiry (bump and AAD) -> book risk ->
-    trades.csv/.parquet, ladder.csv, summary.json, surface.json and report.html in --out."""
+    trades.csv/.parquet, ladder.csv, summary.json, surface.json and report.html in --out.  After Ctrl-C or a
+    crash, the same command with --resume OUT prices only the chunks not yet in OUT/checkpoint/."""
     from shoals.errors import ShoalsError
     from shoals.execution import executor_from_spec
     from shoals.reports.outputs import write_run_outputs
@@ -84,6 +92,9 @@ def run(
 
     enable_compilation_cache()
     started = time.perf_counter()
+    if resume is not None and out is not None and out.resolve() != resume.resolve():
+        fail(f"--resume {resume} writes its outputs into {resume}; drop --out {out} or give the same folder")
+    out = resume if resume is not None else out if out is not None else Path("shoals-report")
     try:
         pool = executor_from_spec(executor)
     except ShoalsError as error:
@@ -102,7 +113,8 @@ def run(
         try:
             with pool:
                 result = run_book(quotes=quotes, market=market, book=book, spot=spot, method=method.value,
-                                  executor=pool, vega=vega, seed=seed, paths=paths, progress=report)
+                                  executor=pool, vega=vega, seed=seed, paths=paths, progress=report,
+                                  checkpoint=out / CHECKPOINT, resume=resume is not None)
             report("report", 0, 1)
             clock = time.perf_counter()
             written = write_run_outputs(result, out)
@@ -110,6 +122,10 @@ def run(
             report("report", 1, 1)
         except ShoalsError as error:
             fail(str(error))
+        except KeyboardInterrupt:
+            errors.print(f"interrupted: the finished chunks are in {out / CHECKPOINT}; rerun with the same "
+                         f"options and --resume {out} to price only the others", highlight=False)
+            raise typer.Exit(code=130) from None
     console.print(_totals_table(result))
     if vega:
         console.print(_ladder_table(result))

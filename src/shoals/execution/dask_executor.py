@@ -137,7 +137,8 @@ class DaskExecutor:
                              "`dask scheduler` and workers with `dask worker <address>` (docs/execution.md)",
                              field="executor", value=self.address) from error
 
-    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None):
+    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None,
+            on_result=None):
         """See :class:`~shoals.execution.executors.Executor`.  With ``return_exceptions=True`` each lost task's
         slot holds a :class:`WorkerLostError`."""
         tasks = list(tasks)
@@ -158,7 +159,7 @@ class DaskExecutor:
                 raise
             raise InputError(f"task {index} (function {function!r}) cannot be sent to the Dask workers "
                              f"({type(error).__name__}: {error})", field="function", value=function) from error
-        return self._gather(client, futures, progress, return_exceptions)
+        return self._gather(client, futures, progress, return_exceptions, on_result)
 
     def _scatter(self, client, shared):
         if shared is self._shared and self._shared_future is not None and self._shared_future.status == "finished":
@@ -182,7 +183,7 @@ class DaskExecutor:
         # Dropping the last reference to the future lets the scheduler free the workers' copies.
         self._shared = self._shared_future = None
 
-    def _gather(self, client, futures, progress, return_exceptions):
+    def _gather(self, client, futures, progress, return_exceptions, on_result):
         distributed = _distributed()
         total = len(futures)
         index_of = {future.key: index for index, future in enumerate(futures)}
@@ -199,6 +200,8 @@ class DaskExecutor:
                 remaining.discard(future.key)
                 if future.status == "finished":
                     results[index] = result
+                    if on_result is not None:
+                        on_result(index, result)
                 elif future.status == "error":
                     error = future.exception()
                     error = error.with_traceback(future.traceback())

@@ -26,6 +26,7 @@ EXECUTOR_SPECS = ("serial", "processes", "processes:N", "dask-local", "dask-loca
 """The forms :func:`executor_from_spec` accepts (the ``--executor`` option of ``shoals run``)."""
 
 Progress = Callable[[int, int], None]
+OnResult = Callable[[int, Any], None]
 
 
 class TaskError(ShoalsError):
@@ -79,6 +80,10 @@ class Executor(Protocol):
       ``return_exceptions=True`` its exception object takes its slot and the other tasks complete.
     * ``order`` (a permutation of the task indices, e.g. :func:`cost_sorted_order`) is the order in which
       tasks are started; it changes neither the results nor their order.
+    * ``on_result(index, result)`` is called in the caller's process as each task returns (completion order,
+      before ``progress``; not for a task that raised): a checkpoint writes finished results there
+      (:func:`shoals.execution.checkpoint.checkpointed_map`).  If it raises, ``map`` raises that error and
+      cancels the pending tasks.
 
     ``close()`` releases the workers; executors are context managers.
     """
@@ -88,7 +93,7 @@ class Executor(Protocol):
 
     def map(self, function: Callable[[Any, Any], Any], tasks: Sequence[Any], *, shared: Any = None,
             progress: Progress | None = None, return_exceptions: bool = False,
-            order: Sequence[int] | None = None) -> list: ...
+            order: Sequence[int] | None = None, on_result: OnResult | None = None) -> list: ...
 
     def close(self) -> None: ...
 
@@ -105,7 +110,8 @@ class SerialExecutor:
     name: str = field(default="serial", init=False)
     workers: int = field(default=1, init=False)
 
-    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None):
+    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None,
+            on_result=None):
         """See :class:`Executor`."""
         tasks = list(tasks)
         results: list = [None] * len(tasks)
@@ -116,6 +122,9 @@ class SerialExecutor:
                 if not return_exceptions:
                     raise _task_error(index, len(tasks), error) from error
                 results[index] = error
+            else:
+                if on_result is not None:
+                    on_result(index, results[index])
             if progress is not None:
                 progress(done, len(tasks))
         return results
@@ -172,7 +181,8 @@ class ProcessExecutor:
     def __repr__(self) -> str:
         return f"ProcessExecutor(workers={self.workers})"
 
-    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None):
+    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None,
+            on_result=None):
         """See :class:`Executor`.  A worker that dies loses the tasks it held and those queued behind it:
         :class:`WorkerLostError` names them (with ``return_exceptions=True`` it fills each lost slot), and
         the next ``map`` starts fresh workers."""
@@ -193,7 +203,7 @@ class ProcessExecutor:
         except BrokenProcessPool:  # a worker died while the pool was idle: start afresh, once
             self._discard()
             futures = self._submit(function, tasks, shared, with_shared, start_order)
-        return self._gather(futures, len(tasks), progress, return_exceptions)
+        return self._gather(futures, len(tasks), progress, return_exceptions, on_result)
 
     def _submit(self, function, tasks, shared, with_shared, start_order):
         pool = self._pool_for(shared)
@@ -216,7 +226,7 @@ class ProcessExecutor:
         self._installed = shared
         return self._pool
 
-    def _gather(self, futures, total, progress, return_exceptions):
+    def _gather(self, futures, total, progress, return_exceptions, on_result):
         results: list = [None] * total
         lost: list[int] = []
         broken: BaseException | None = None
@@ -233,6 +243,8 @@ class ProcessExecutor:
                         broken = error
                     elif error is None:
                         results[index] = future.result()
+                        if on_result is not None:
+                            on_result(index, results[index])
                     elif return_exceptions:
                         results[index] = error
                     else:

@@ -24,6 +24,9 @@ tests/unit/test_cli_run.py.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from dataclasses import dataclass, replace
 
@@ -33,6 +36,12 @@ import pandas as pd
 from shoals.data import path as example_path
 from shoals.errors import InputError
 from shoals.execution import SerialExecutor, chunk_by_cost, cost_sorted_order
+from shoals.execution.checkpoint import (
+    checkpointed_map,
+    file_digest,
+    object_digest,
+    open_checkpoint,
+)
 from shoals.greeks.vega_ladder import (
     VOL_POINT,
     bumped_vol_grids,
@@ -179,7 +188,7 @@ def _stage(progress, name: str, done: int = 0, total: int = 1):
 
 def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, method: str = "pde",
              executor=None, vega: bool = True, aad: bool = True, seed: int = 0, paths: int | None = None,
-             quote_risk: bool = True, progress=None) -> RunResult:
+             quote_risk: bool = True, progress=None, checkpoint=None, resume: bool = False) -> RunResult:
     """Run the book pipeline and return a :class:`RunResult`.
 
     ``quotes`` (CSV/Parquet chain; default the embedded example with spot 100) are calibrated unless a
@@ -188,10 +197,26 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     bumps, ``aad`` also by reverse mode (PDE trades); ``seed`` / ``paths`` for Monte Carlo.  ``progress(stage,
     done, total)`` is called as stages advance.  File-level problems raise :class:`InputError`; a bad trade
     only gets its ``status``.
+
+    ``checkpoint`` (a folder): each chunk's :class:`ChunkResult` is stored there as it completes
+    (:mod:`shoals.execution.checkpoint`, atomic files), with a manifest of the run's inputs (digests of the
+    book, quotes or market files, the options).  ``resume=True`` reuses the chunks stored by an interrupted
+    run with the same inputs (else :class:`InputError` naming the field that differs) and prices only the
+    others, with any executor; the result is identical to that of an uninterrupted run, and
+    ``summary["checkpoint"]`` counts the chunks reused.
+    Validation: tests/execution/test_checkpoint.py (interrupted then resumed == uninterrupted, recomputed
+    chunks counted), tests/unit/test_cli_run.py.
     """
     timings: dict[str, float] = {}
     executor = SerialExecutor() if executor is None else executor
     base_method = pricing_method(method, seed=seed, paths=paths)
+    store = None
+    if checkpoint is not None:
+        store = open_checkpoint(checkpoint, resume=resume, inputs=_run_inputs(
+            quotes=quotes, market=market, book=book, spot=spot, method=method, vega=vega, aad=aad, seed=seed,
+            paths=paths))
+    elif resume:
+        raise InputError("resume needs the checkpoint folder of the interrupted run", field="checkpoint")
 
     clock = time.perf_counter()
     _stage(progress, "market")
@@ -213,8 +238,12 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     _stage(progress, "pricing", 0, len(tasks))
     # The costliest chunks start first (load balance across workers); results come back in task order.
     order = cost_sorted_order([sum(_trade_cost(r) for r in task.rows) for task in tasks])
-    results = executor.map(price_chunk, tasks, shared=shared, order=order,
-                           progress=lambda finished, total: _stage(progress, "pricing", finished, total))
+    report = lambda finished, total: _stage(progress, "pricing", finished, total)
+    if store is None:
+        results = executor.map(price_chunk, tasks, shared=shared, order=order, progress=report)
+    else:
+        results, reused = checkpointed_map(executor, price_chunk, tasks, keys=[chunk_key(task) for task in tasks],
+                                           checkpoint=store, shared=shared, order=order, progress=report)
     timings["pricing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -227,9 +256,37 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     timings["aggregation"] = time.perf_counter() - clock
     by_type = book_by_type(trades)
     summary = _summary(trades, by_type, ladder, results, method, executor, timings, vega, shared.aad)
+    if store is not None:
+        summary["checkpoint"] = {"folder": str(store.folder), "chunks": len(tasks), "reused": reused}
     return RunResult(trades=trades, ladder=ladder, ladder_by_trade=by_trade, by_type=by_type, summary=summary,
                      snapshot=snapshot, local_vol=grid, local_vol_report=grid_report, calibration=calibration,
                      arbitrage=arbitrage, quote_vega=quote_vega, timings=timings)
+
+
+def chunk_key(task: ChunkTask) -> str:
+    """What identifies a chunk in a checkpoint: a digest of its book indices and trade ids (the chunking is
+    deterministic, so an unchanged book gives the same chunks)."""
+    identity = json.dumps([list(task.indices), [row.id for row in task.rows]])
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+def _run_inputs(*, quotes, market, book, spot, method, vega, aad, seed, paths) -> dict:
+    """What a checkpoint's manifest records of a run (a resumed run must match it): digests of the book and
+    of the quotes or market (a file's bytes, or the pickle of an in-memory object), the options that change
+    a chunk's numbers, the chunk size and the Shoals version.  The executor is not recorded: every executor
+    gives the same numbers."""
+    from shoals import __version__
+
+    if quotes is None and market is None:
+        quotes = example_path(EXAMPLE_QUOTES)
+    return {"shoals": __version__, "book": _digest(example_path(EXAMPLE_BOOK) if book is None else book),
+            "quotes": None if quotes is None else _digest(quotes),
+            "market": None if market is None else _digest(market), "spot": spot, "method": method, "vega": vega,
+            "aad": aad, "seed": seed, "paths": paths, "chunk_cost": CHUNK_COST}
+
+
+def _digest(source) -> str:
+    return file_digest(source) if isinstance(source, str | os.PathLike) else object_digest(source)
 
 
 def _market_stage(quotes, market, spot):
