@@ -1,5 +1,6 @@
-"""`shoals var` and `shoals hedge-sim`: thin commands over :mod:`shoals.risk.var` and
-:mod:`shoals.risk.hedging` (parse -> public API -> table, JSON, CSV/Parquet, PNG).
+"""`shoals var`, `shoals book-var` and `shoals hedge-sim`: thin commands over :mod:`shoals.risk.var`,
+:mod:`shoals.risk.revaluation` and :mod:`shoals.risk.hedging` (parse -> public API -> table, JSON,
+CSV/Parquet, PNG).
 
 Register them on a typer app with :func:`register`.
 """
@@ -16,11 +17,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from shoals.cli.common import console, fail
+from shoals.cli.common import console, errors, fail
 from shoals.data import path as data_path
 from shoals.errors import ShoalsError
 from shoals.risk.hedging import hedged_pnl
-from shoals.risk.var import Portfolio, VarResult, historical_var, value_at_risk
+from shoals.risk.var import Portfolio, historical_var, value_at_risk
 
 EXAMPLE_PORTFOLIO = "portfolio_example.json"
 DEFAULT_OUT = Path("hedge_sim")
@@ -89,7 +90,7 @@ def _read_returns(file: Path, names: tuple) -> np.ndarray:
 
 def _var_table(results: dict, value: float, horizon: int) -> Table:
     table = Table(title=f"VaR / CVaR of a {value:,.0f} portfolio over {horizon} trading days "
-                        "(positive losses, currency)")
+                        "(positive losses, currency; approx: delta-gamma-vega)")
     table.add_column("method")
     table.add_column("level", justify="right")
     table.add_column("VaR", justify="right")
@@ -101,7 +102,9 @@ def _var_table(results: dict, value: float, horizon: int) -> Table:
     return table
 
 
-def _plot_var(result: VarResult, file: Path) -> None:
+def _plot_var(result, file: Path, title: str) -> None:
+    """Loss histogram with the VaR/CVaR lines of ``result`` (``pnl``, ``levels``, ``var``, ``cvar``) and the
+    loss tail beyond the lowest VaR."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,8 +122,7 @@ def _plot_var(result: VarResult, file: Path) -> None:
             axis.axvline(var, color=colour, lw=1.5, label=f"VaR {100 * level:g} % = {var:,.0f}")
             axis.axvline(cvar, color=colour, lw=1.5, ls="--", label=f"CVaR {100 * level:g} % = {cvar:,.0f}")
     whole.axvspan(first, losses.max(), color="firebrick", alpha=0.1)
-    whole.set(title=f"Loss distribution, {result.settings['horizon_days']} days, {losses.size:,} scenarios",
-              xlabel="loss (currency)", ylabel="scenarios")
+    whole.set(title=f"{title}, {losses.size:,} scenarios", xlabel="loss (currency)", ylabel="scenarios")
     tail.set(title=f"Loss tail beyond VaR {100 * min(result.levels):g} %", xlabel="loss (currency)")
     tail.legend(fontsize=8)
     fig.tight_layout()
@@ -177,7 +179,110 @@ def var(
         json_file.write_text(json.dumps(payload, indent=1))
         console.print(f"figures written to {json_file}")
     if plot is not None:
-        _plot_var(results["monte carlo"], plot)
+        _plot_var(results["monte carlo"], plot, f"Loss distribution, {horizon_days} days")
+        console.print(f"histogram written to {plot}")
+
+
+def _book_var_table(result) -> Table:
+    table = Table(title=f"book VaR / CVaR over {result.scenarios.settings.get('horizon_days')} trading days, "
+                        f"{result.scenarios.count:,} {result.scenarios.settings.get('kind', '')} scenarios "
+                        "(positive losses, currency; approx: delta-gamma-vega)")
+    for column in ("level", "VaR", "CVaR", "VaR approx", "CVaR approx", "approx error"):
+        table.add_column(column, justify="right")
+    for level, var, cvar, approx_var, approx_cvar in zip(result.levels, result.var, result.cvar,
+                                                          result.approximate_var, result.approximate_cvar):
+        error = f"{100 * (approx_var - var) / abs(var):+.1f} %" if var and np.isfinite(approx_var) else ""
+        table.add_row(f"{100 * level:g} %", f"{var:,.0f}", f"{cvar:,.0f}", f"{approx_var:,.0f}",
+                      f"{approx_cvar:,.0f}", error)
+    return table
+
+
+def book_var(
+    quotes: Annotated[Path | None, typer.Option(
+        "--quotes", help="Option quotes (CSV/Parquet) to calibrate; default: the embedded example (spot 100).")] = None,
+    market: Annotated[Path | None, typer.Option(
+        "--market", help="Market file (JSON, as written by `shoals calibrate`) instead of quotes.")] = None,
+    book: Annotated[Path | None, typer.Option(
+        "--book", help="Book file (CSV/Parquet/JSON, BOOK_SCHEMA.md); default: the embedded 150-trade book.")] = None,
+    spot: Annotated[float | None, typer.Option("--spot", help="Spot for quotes without a spot column.")] = None,
+    method: Annotated[str, typer.Option("--method", help="pde (Monte Carlo where the PDE declines) or mc.")] = "pde",
+    scenarios: Annotated[int, typer.Option(
+        "--scenarios", help="Simulated scenarios (each reprices the whole book: ~5 s for the example book on "
+                            "one core).")] = 100,
+    history: Annotated[Path | None, typer.Option(
+        "--history", help="Daily history (CSV/Parquet, columns spot_return and optionally vol_return, log-changes): "
+                          "historical scenarios of every overlapping --horizon window instead of simulated ones.")
+    ] = None,
+    horizon: Annotated[int, typer.Option("--horizon", help="Horizon in trading days.")] = 10,
+    levels: Annotated[str | None, typer.Option(
+        "--levels", help="Confidence levels, e.g. 0.95,0.99 or 95,99.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Scenario (and Monte Carlo) seed.")] = 0,
+    spot_vol: Annotated[float | None, typer.Option(
+        "--spot-vol", help="Spot vol of the simulated scenarios (default: ATM vol of the first pillar).")] = None,
+    vol_of_vol: Annotated[float, typer.Option(
+        "--vol-of-vol", help="Lognormal vol of the 1-year ATM vol (pillar i: nu T_i^-beta).")] = 0.4,
+    correlation: Annotated[float, typer.Option("--correlation", help="Spot-vol correlation.")] = -0.7,
+    term_exponent: Annotated[float | None, typer.Option(
+        "--term-exponent", help="beta: short pillars move more, as T^-beta (default 0.5 simulated, 0 historical).")
+    ] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="serial, processes[:N], dask-local[:N] or dask://host:port.")] = "serial",
+    approximation: Annotated[bool, typer.Option(
+        "--approximation/--no-approximation", help="Also the delta-gamma-vega P&L (costs one vega ladder).")] = True,
+    json_file: Annotated[Path | None, typer.Option(
+        "--json", help="JSON of the figures (var_95, cvar_95, approx_var_95, ...), the approximation error, "
+                       "settings and excluded trades.")] = None,
+    pnl_file: Annotated[Path | None, typer.Option(
+        "--pnl", help="CSV of the scenarios with their full and approximate P&L.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Histogram PNG of the full-revaluation losses with VaR/CVaR lines.")] = None,
+) -> None:
+    """Full-revaluation VaR / CVaR of a book: every trade repriced under each spot / implied-vol scenario,
+    beside the delta-gamma-vega approximation and its error."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from shoals.cli.common import enable_compilation_cache
+    from shoals.execution import executor_from_spec
+    from shoals.risk.revaluation import run_book_var
+
+    enable_compilation_cache()
+    options = {} if history is not None else {"spot_vol": spot_vol, "vol_of_vol": vol_of_vol,
+                                              "correlation": correlation}
+    if term_exponent is not None:
+        options["term_exponent"] = term_exponent
+    try:
+        chosen = _parse_levels(levels, (0.95, 0.99))
+        pool = executor_from_spec(executor)
+        with Progress(TextColumn("revaluation tasks (trade chunk x scenario block)"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console) as bar, pool:
+            task = bar.add_task("revaluation", total=None)
+            result = run_book_var(quotes=quotes, market=market, book=book, spot=spot, method=method,
+                                  scenarios=scenarios, history=history, horizon_days=horizon, levels=chosen,
+                                  seed=seed, executor=pool, approximation=approximation,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                  **options)
+    except ShoalsError as error:
+        fail(str(error))
+    console.print(_book_var_table(result))
+    error = result.approximation_error() if approximation else None
+    if error is not None:
+        console.print(f"delta-gamma-vega P&L error: largest {error['max_abs_pnl_error']:,.0f}, RMS "
+                      f"{error['rms_pnl_error']:,.0f} (P&L std {error['pnl_std']:,.0f})", highlight=False)
+    excluded = result.trades[result.trades["status"] != "ok"]
+    console.print(f"{result.settings['included']} of {result.settings['trades']} trades revalued; "
+                  f"stages: {', '.join(f'{k} {v:.2f} s' for k, v in result.timings.items())}", highlight=False)
+    for record in excluded.head(20).to_dict(orient="records"):
+        errors.print(f"  left out {record['id']}: {record['status']}", highlight=False, soft_wrap=True)
+    if json_file is not None:
+        payload = {**result.figures(), "approximation_error": error, "settings": result.settings,
+                   "excluded": excluded[["id", "status"]].to_dict(orient="records"), "timings": result.timings}
+        json_file.write_text(json.dumps(payload, indent=1, default=float))
+        console.print(f"figures written to {json_file}")
+    if pnl_file is not None:
+        result.scenario_table().to_csv(pnl_file, index=False)
+        console.print(f"scenario P&L written to {pnl_file}")
+    if plot is not None:
+        _plot_var(result, plot, f"Book loss by full revaluation, {horizon} days")
         console.print(f"histogram written to {plot}")
 
 
@@ -260,6 +365,7 @@ def hedge_sim(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``var`` and ``hedge-sim`` to ``app``."""
+    """Add ``var``, ``book-var`` and ``hedge-sim`` to ``app``."""
     app.command("var")(var)
+    app.command("book-var")(book_var)
     app.command("hedge-sim")(hedge_sim)
