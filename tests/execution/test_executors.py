@@ -176,7 +176,7 @@ def test_executor_from_spec_accepts(spec, kind, workers):
 
 
 @pytest.mark.parametrize("spec", ["", "threads", "processes:", "processes:0", "processes:-2", "processes:x",
-                                  "processes:2:3", "serial:2", "scaler://host:1"])
+                                  "processes:2:3", "serial:2", "scaler://host", "scaler-local:2"])
 def test_executor_from_spec_rejects_with_the_accepted_forms(spec):
     with pytest.raises(InputError, match=r"accepted: serial, processes, processes:N") as caught:
         executor_from_spec(spec)

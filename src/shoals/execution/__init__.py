@@ -13,12 +13,14 @@ from shoals.execution.executors import (
     cost_sorted_order,
     executor_from_spec,
 )
+from shoals.execution.scaler_executor import ScalerExecutor
 
 __all__ = [
     "EXECUTOR_SPECS",
     "DaskExecutor",
     "Executor",
     "ProcessExecutor",
+    "ScalerExecutor",
     "SerialExecutor",
     "TaskError",
     "WorkerLostError",

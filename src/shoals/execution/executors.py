@@ -22,7 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from shoals.errors import InputError, ShoalsError
 
-EXECUTOR_SPECS = ("serial", "processes", "processes:N", "dask-local", "dask-local:N", "dask://host:port")
+EXECUTOR_SPECS = ("serial", "processes", "processes:N", "dask-local", "dask-local:N", "dask://host:port",
+                  "scaler://host:port")
 """The forms :func:`executor_from_spec` accepts (the ``--executor`` option of ``shoals run``)."""
 
 Progress = Callable[[int, int], None]
@@ -288,12 +289,14 @@ class ProcessExecutor:
 def executor_from_spec(spec: str) -> Executor:
     """The executor a ``--executor`` value names: ``serial``, ``processes`` (one worker per CPU),
     ``processes:N`` (N workers), ``dask-local`` / ``dask-local:N`` (a Dask cluster on this machine: one worker
-    process per CPU / N workers) or ``dask://host:port`` (the Dask scheduler at ``tcp://host:port``).
+    process per CPU / N workers), ``dask://host:port`` (the Dask scheduler at ``tcp://host:port``) or
+    ``scaler://host:port`` (the OpenGRIS Scaler scheduler at ``tcp://host:port``).
 
     Raises :class:`~shoals.errors.InputError` (field ``executor``) listing the accepted forms otherwise, and
-    :class:`~shoals.errors.UnsupportedError` for a Dask form when ``distributed`` is not installed.  Dask
-    executors connect (or start) on first use.
-    Validation: tests/execution/test_executors.py, tests/execution/test_dask_executor.py.
+    :class:`~shoals.errors.UnsupportedError` for a Dask (Scaler) form when ``distributed`` (``opengris-scaler``)
+    is not installed.  Dask and Scaler executors connect (or start) on first use.
+    Validation: tests/execution/test_executors.py, tests/execution/test_dask_executor.py,
+    tests/execution/test_scaler_executor.py.
     """
     text = spec.strip() if isinstance(spec, str) else ""
     lowered = text.lower()
@@ -308,15 +311,20 @@ def executor_from_spec(spec: str) -> Executor:
         from shoals.execution.dask_executor import DaskExecutor
 
         return DaskExecutor(workers=int(argument) if argument else None)
-    if lowered.startswith("dask://"):
-        host, separator, port = text[len("dask://"):].rpartition(":")
-        if separator and host and "/" not in host and _is_count(port) and int(port) < 65536:
-            from shoals.execution.dask_executor import DaskExecutor
+    for scheme in ("dask", "scaler"):
+        if lowered.startswith(f"{scheme}://"):
+            host, separator, port = text[len(scheme) + 3:].rpartition(":")
+            if separator and host and "/" not in host and _is_count(port) and int(port) < 65536:
+                if scheme == "dask":
+                    from shoals.execution.dask_executor import DaskExecutor
 
-            return DaskExecutor(f"tcp://{host}:{port}")
+                    return DaskExecutor(f"tcp://{host}:{port}")
+                from shoals.execution.scaler_executor import ScalerExecutor
+
+                return ScalerExecutor(f"tcp://{host}:{port}")
     raise InputError(f"unknown executor {spec!r}; accepted: {', '.join(EXECUTOR_SPECS)} "
-                     "(N a positive integer, e.g. processes:4 or dask-local:4; host:port of a Dask scheduler, "
-                     "e.g. dask://scheduler:8786)", field="executor", value=spec)
+                     "(N a positive integer, e.g. processes:4 or dask-local:4; host:port of a Dask or Scaler "
+                     "scheduler, e.g. dask://scheduler:8786)", field="executor", value=spec)
 
 
 def _is_count(text: str) -> bool:
