@@ -34,3 +34,17 @@ def seed_mc_baseline(script: Path, paths: int, repeats: int) -> dict:
         base = json.loads(report.read_text())
     return {"seq_s": statistics.median(r["wall_s"] for r in base["seq"]),
             "par_s": statistics.median(r["wall_s"] for r in base["par"]), "price": base["seq"][0]["price"]}
+
+
+def paired_median_times(functions, repeats: int) -> list[float]:
+    """Median wall times of several ``functions`` called in turn, ``repeats`` rounds after one untimed
+    round: interleaving exposes them to the same load, so their ratio is fair on shared cores."""
+    for function in functions:
+        function()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, spent in zip(functions, times):
+            started = time.perf_counter()
+            function()
+            spent.append(time.perf_counter() - started)
+    return [statistics.median(spent) for spent in times]

@@ -22,8 +22,9 @@ Derivatives.  The derivative of a Chebyshev series has the coefficients (spectra
 .. math::
     c'_j = \\frac{2}{1 + \\delta_{j0}} \\sum_{k > j,\\ k - j \\text{ odd}} k\\, c_k,
 
-i.e. c' = D c, so the derivative basis row is T'(t) = T(t) D and T^{(j)} = T D^j, exactly; with
-T_k(t) = cos(k arccos t) and d/dx = (2 / (b - a)) d/dt.  A mixed partial of any order is the same tensor contracted with derivative
+i.e. c' = D c, so the derivative basis row is T'(t) = T(t) D and T^{(j)} = T D^j, exactly; the basis
+rows T^{(j)}(t) are computed by the differentiated three-term recurrence (:func:`bases`) and
+d/dx = (2 / (b - a)) d/dt.  A mixed partial of any order is the same tensor contracted with derivative
 basis vectors in the differentiated dimensions, so every Greek costs one contraction and shares the basis.
 
 Fast evaluation.  With the dimensions split into groups A and B, the coefficient tensor is a matrix
@@ -128,46 +129,47 @@ def error_estimate_per_dimension(coefficients) -> np.ndarray:
     return np.asarray(out)
 
 
-def differentiation_matrix(count: int) -> np.ndarray:
-    """D with (D c)_j = (2 / (1 + delta_{j0})) sum_{k > j, k - j odd} k c_k: coefficients of p' from those of p.
-
-    Hence the derivative basis is T'(t) = T(t) D (row vectors), exactly, for polynomials of degree < count.
-    """
-    j, k = np.meshgrid(np.arange(count), np.arange(count), indexing="ij")
-    matrix = np.where((k > j) & ((k - j) % 2 == 1), 2.0 * k, 0.0)
-    matrix[0] *= 0.5
-    return matrix
-
-
-def basis(t, count: int, order: int = 0):
-    """The ``order``-th derivative of T_0..T_{count-1} at ``t`` in [-1, 1]: shape t.shape + (count,)."""
-    return bases(t, count, order)[order]
-
-
 def bases(t, count: int, max_order: int):
-    """[T^{(0)}, ..., T^{(max_order)}] at ``t``, each of shape t.shape + (count,).
+    """[T^{(0)}, ..., T^{(max_order)}] of T_0..T_{count-1} at ``t`` in [-1, 1], each t.shape + (count,).
 
-    T_k(t) = cos(k arccos t) in one vectorised operation; derivatives by the differentiation matrix,
-    T^{(j)} = T D^j (a small matrix product; no unrolled recurrence, so compile time is independent of n).
+    By the three-term recurrence and its derivatives (Trefethen, ATAP ch. 3), all elementwise and fused
+    by XLA (about 5x faster than cos(k arccos t) on CPU, and differentiable on the faces t = +-1):
+
+    .. math::
+        T_{k+1} = 2 t T_k - T_{k-1},\\qquad
+        T^{(j)}_{k+1} = 2 j T^{(j-1)}_k + 2 t T^{(j)}_k - T^{(j)}_{k-1},
+
+    with T_0 = 1, T_1 = t, T^{(j)}_0 = 0 and T'_1 = 1 (j >= 1).  Exact for the derivatives of the
+    interpolant (no truncation); the recurrence is stable on [-1, 1] (rounding grows at most like k^{2j}).
     """
-    theta = jnp.arccos(jnp.clip(jnp.asarray(t), -1.0, 1.0))
-    levels = [jnp.cos(theta[..., None] * jnp.arange(count, dtype=theta.dtype))]
-    if max_order:
-        matrix = jnp.asarray(differentiation_matrix(count), dtype=theta.dtype)
-        for _ in range(max_order):
-            levels.append(levels[-1] @ matrix)
-    return levels
+    t = jnp.asarray(t)
+    one, zero = jnp.ones_like(t), jnp.zeros_like(t)
+    levels = []
+    for order in range(max_order + 1):
+        terms = [one if order == 0 else zero, t if order == 0 else (one if order == 1 else zero)]
+        lower = levels[-1] if levels else None
+        for k in range(1, count - 1):
+            step = 2.0 * t * terms[k] - terms[k - 1]
+            terms.append(step if lower is None else step + (2.0 * order) * lower[k])
+        levels.append(terms[:count])
+    return [jnp.stack(terms, axis=-1) for terms in levels]
 
 
 def _scaled_bases(points, lower, upper, counts, max_orders):
-    """Per dimension i, the list of derivative bases d^j/dx^j T_k(t(x)) for j <= max_orders[i]."""
+    """Per dimension i, the list of derivative bases d^j/dx^j T_k(t(x)) for j <= max_orders[i].
+
+    One recurrence per distinct derivative order over all the dimensions that need it (t of shape
+    (m, d'), up to their largest count), sliced per dimension: a few wide fused loops instead of d
+    narrow ones (about 3x faster on CPU).
+    """
     scale = 2.0 / (upper - lower)
-    t = (2.0 * points - (lower + upper)) * (0.5 * scale)
-    t = jnp.clip(t, -1.0, 1.0)
-    out = []
-    for i, (n, top) in enumerate(zip(counts, max_orders)):
-        levels = bases(t[..., i], n, top)
-        out.append([level * scale[i] ** j for j, level in enumerate(levels)])
+    t = jnp.clip((2.0 * points - (lower + upper)) * (0.5 * scale), -1.0, 1.0)
+    out = [None] * len(counts)
+    for top in sorted(set(max_orders)):
+        dims = [i for i, order in enumerate(max_orders) if order == top]
+        levels = bases(t[:, dims], max(counts[i] for i in dims), top)
+        for column, i in enumerate(dims):
+            out[i] = [levels[j][:, column, :counts[i]] * scale[i] ** j for j in range(top + 1)]
     return out
 
 
@@ -236,8 +238,9 @@ def _multiply_modes(tensor, factors, transpose=False):
 class Plan(NamedTuple):
     """Evaluation plan: dimension groups A (GEMM rows) and B (GEMM columns) of the (core) tensor.
 
-    ``b_dims`` are in contraction order reversed: after the GEMM the last of them is contracted first.
-    ``chunk`` is the number of points per ``lax.map`` step (temporaries of ~2 MB).
+    ``b_dims`` are in contraction order: after the GEMM the first of them (the leading, slowest axis of
+    the GEMM output) is contracted first.  ``chunk`` is the number of points per ``lax.map`` step
+    (temporaries of ~2 MB).
     """
     a_dims: tuple
     b_dims: tuple
@@ -249,22 +252,22 @@ def _variants(outputs, dims):
 
 
 def _tree_cost(outputs, shape, a_dims, b_dims):
-    """Multiply-adds of contracting the GEMM output over ``b_dims`` (last first), sharing equal prefixes."""
+    """Multiply-adds of contracting the GEMM output over ``b_dims`` (first first), sharing equal prefixes."""
     cost, size = 0, prod(shape[i] for i in b_dims)
-    for level in range(len(b_dims), 0, -1):
-        groups = len(_variants(outputs, a_dims + b_dims[level - 1:]))
-        cost += groups * size
-        size //= shape[b_dims[level - 1]]
+    for level in range(len(b_dims)):
+        cost += len(_variants(outputs, a_dims + b_dims[:level + 1])) * size
+        size //= shape[b_dims[level]]
     return cost
 
 
 def make_plan(shape, outputs) -> Plan:
-    """The split of the dimensions that minimises the estimated cost of evaluating ``outputs``.
+    """The split and contraction order that minimise the estimated cost of evaluating ``outputs``.
 
     Cost = sum over the distinct bases of group A among the outputs of |A| |B| (one GEMM each) plus
     w * (the row-wise Kronecker products of group A and the contraction tree over group B, in which
-    outputs that agree on the dimensions contracted so far share the work).  Within B, dimensions with
-    fewer distinct derivative orders are contracted first (on the largest tensor).
+    outputs that agree on the dimensions contracted so far share the work); w is the measured cost of
+    a multiply-add of the tree relative to one of the GEMM.  Every split and every order of B is tried
+    (at most 30 x 120 for d = 6, once per shape and output set).
     """
     d = len(shape)
     if d == 1:
@@ -273,14 +276,14 @@ def make_plan(shape, outputs) -> Plan:
     for size in range(1, d):
         for a_dims in itertools.combinations(range(d), size):
             rest = [i for i in range(d) if i not in a_dims]
-            b_dims = tuple(sorted(rest, key=lambda i: (-len(_variants(outputs, (i,))), shape[i])))
-            rows, cols = prod(shape[i] for i in a_dims), prod(shape[i] for i in b_dims)
+            rows, cols = prod(shape[i] for i in a_dims), prod(shape[i] for i in rest)
             n_var = len(_variants(outputs, a_dims))
-            cost = n_var * rows * cols + _ELEMENTWISE_WEIGHT * (
-                n_var * rows + _tree_cost(outputs, shape, a_dims, b_dims))
-            if best is None or cost < best[0]:
-                chunk = int(min(512, max(32, 1 << int(np.log2(max(1, (1 << 18) // max(rows, cols)))))))
-                best = (cost, Plan(a_dims, b_dims, chunk))
+            for b_dims in itertools.permutations(rest):
+                cost = n_var * rows * cols + _ELEMENTWISE_WEIGHT * (
+                    n_var * rows + _tree_cost(outputs, shape, a_dims, b_dims))
+                if best is None or cost < best[0]:
+                    chunk = int(min(512, max(32, 1 << int(np.log2(max(1, (1 << 18) // max(rows, cols)))))))
+                    best = (cost, Plan(a_dims, b_dims, chunk))
     return best[1]
 
 
@@ -292,18 +295,19 @@ def plan_matrix(core, plan: Plan) -> np.ndarray:
 
 
 def _contract(tensor, b_dims, basis_sets, outputs, indices, results):
-    """Contract ``tensor`` (m, r_b1..r_bk) over its last axis for each distinct order of that dimension
-    among ``outputs`` (indices into ``results``), recursing on the shared partial results."""
+    """Contract ``tensor`` (m, r_b1..r_bk) over its leading axis r_b1 for each distinct order of that
+    dimension among ``outputs`` (indices into ``results``), recursing on the shared partial results.
+
+    The leading axis is the slowest one, so each contraction is a sum of contiguous rows scaled per
+    point (XLA:CPU vectorises it along the rows: ~5x the rate of a reduction over the last axis)."""
     if not b_dims:
         for index in indices:
             results[index] = tensor
         return
-    dim = b_dims[-1]
+    dim = b_dims[0]
     for order in sorted({outputs[i][dim] for i in indices}):
-        vector = basis_sets[dim][order]
-        reduced = jnp.sum(tensor * vector.reshape(vector.shape[:1] + (1,) * (tensor.ndim - 2)
-                                                  + vector.shape[1:]), axis=-1)
-        _contract(reduced, b_dims[:-1], basis_sets, outputs,
+        reduced = jnp.einsum("pk,pk...->p...", basis_sets[dim][order], tensor)
+        _contract(reduced, b_dims[1:], basis_sets, outputs,
                   [i for i in indices if outputs[i][dim] == order], results)
 
 
@@ -364,8 +368,8 @@ def evaluate(coefficients, lower, upper, points, outputs=None, *, chunk: int = D
 
     The dense path: no compression, coefficients may be tracers (usable inside jit/grad/vmap of user
     code).  ``outputs`` is a tuple of derivative-order tuples (default: the value).  Prefer these
-    spectral derivatives to ``jax.grad`` with respect to the points: the basis uses cos(k arccos t),
-    whose autodiff derivative is NaN on the faces of the box (t = +-1).
+    spectral derivatives to ``jax.grad`` with respect to the points: one pass gives all of them, and
+    the points are clipped to the box, so autodiff gives zero outside it.
     """
     coefficients = jnp.asarray(coefficients)
     d = coefficients.ndim
