@@ -113,7 +113,8 @@ class PdeMarket:
 def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> PdeMarket:
     """:class:`PdeMarket` for a batch of trades with ``maturities`` (batch,) from a :class:`FlatMarket`
     (fields broadcast with the batch) or a :class:`MarketSnapshot` (local vol: ``local_vol`` or, by
-    default, :func:`default_local_vol`)."""
+    default, :func:`default_local_vol`; its spot a scalar or one per trade, the same curves and local vol
+    for all: how proxies price one trade at many spots in one solve)."""
     maturities = np.atleast_1d(np.asarray(maturities, dtype=np.float64))
     batch = maturities.shape[0]
     if isinstance(market, FlatMarket):
@@ -125,7 +126,7 @@ def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> 
             local_vol = default_local_vol(market, maturities)
         table = VolTable(times=jnp.asarray(local_vol.times), spots=jnp.asarray(local_vol.spots),
                          vols=jnp.asarray(local_vol.vols))
-        spot = np.full(batch, float(np.asarray(market.spot)))
+        spot = np.broadcast_to(np.asarray(market.spot, dtype=np.float64), (batch,)).copy()
         return PdeMarket(spot=spot, vol=table, curves=market)
     raise UnsupportedError(f"finite-difference prices on a FlatMarket or a MarketSnapshot, not "
                            f"{type(market).__name__}")

@@ -68,14 +68,32 @@ TRADING_DAYS = kernels.TRADING_DAYS
 
 
 @dataclass(frozen=True)
+class VolFactor:
+    """One-factor implied-vol moves: pillar i's ATM vol sigma_i -> sigma_i exp(loading_i u + offset_i) for a
+    scenario's factor value u (the law of :func:`simulated_scenarios` and :func:`historical_scenarios`)."""
+
+    loading: np.ndarray
+    offset: np.ndarray
+
+    def shifts(self, sigma, factor) -> np.ndarray:
+        """Vol shifts (N, P) of the pillars with ATM vols ``sigma`` (P,) for factor values ``factor`` (N,)."""
+        exponent = np.multiply.outer(np.atleast_1d(np.asarray(factor, dtype=np.float64)), self.loading)
+        return np.asarray(sigma, dtype=np.float64) * np.expm1(exponent + self.offset)
+
+
+@dataclass(frozen=True)
 class Scenarios:
     """``count`` market scenarios: ``spot_return`` (N,) log-returns x_j of the spot and ``vol_shift`` (N, P)
     moves of each pillar's ATM implied vol (vol units: 0.01 is one vol point), with ``settings`` saying how
-    they were made."""
+    they were made.  Scenarios of a one-factor vol model also carry the factor values ``vol_factor`` (N,) and
+    its ``factor`` (:class:`VolFactor`), so that every scenario is a point (x, u) of a plane: what the
+    proxies of :mod:`shoals.risk.proxy_revaluation` interpolate over."""
 
     spot_return: np.ndarray
     vol_shift: np.ndarray
     settings: dict = field(default_factory=dict)
+    vol_factor: np.ndarray | None = None
+    factor: VolFactor | None = None
 
     def __post_init__(self):
         spot_return = np.atleast_1d(np.asarray(self.spot_return, dtype=np.float64))
@@ -91,6 +109,14 @@ class Scenarios:
             if bad.size:
                 raise InputError(f"scenario {int(bad[0][0])} is not finite", field=f"scenarios.{name}",
                                  row=int(bad[0][0]), value=array[tuple(bad[0])])
+        if (self.vol_factor is None) != (self.factor is None):
+            raise InputError("give both the factor values and their VolFactor, or neither", field="scenarios.factor")
+        if self.vol_factor is not None:
+            vol_factor = np.asarray(self.vol_factor, dtype=np.float64)
+            if vol_factor.shape != spot_return.shape:
+                raise InputError(f"must have shape {spot_return.shape}, got {vol_factor.shape}",
+                                 field="scenarios.vol_factor")
+            object.__setattr__(self, "vol_factor", vol_factor)
         object.__setattr__(self, "spot_return", spot_return)
         object.__setattr__(self, "vol_shift", vol_shift)
 
@@ -156,8 +182,9 @@ def simulated_scenarios(snapshot, count: int, *, horizon_days: int = 10, spot_vo
     spot_return = -0.5 * spot_vol ** 2 * h + spot_vol * np.sqrt(h) * z[:, 0]
     vol_factor = correlation * z[:, 0] + np.sqrt(1.0 - correlation ** 2) * z[:, 1]
     nu = _pillar_vol_of_vol(expiries, vol_of_vol, term_exponent)
-    vol_shift = sigma * np.expm1(np.sqrt(h) * vol_factor[:, None] * nu - 0.5 * nu ** 2 * h)
-    return Scenarios(spot_return=spot_return, vol_shift=vol_shift, settings={
+    factor = VolFactor(loading=nu * np.sqrt(h), offset=-0.5 * nu ** 2 * h)
+    return Scenarios(spot_return=spot_return, vol_shift=factor.shifts(sigma, vol_factor), vol_factor=vol_factor,
+                     factor=factor, settings={
         "kind": "simulated", "count": count, "horizon_days": int(horizon_days), "spot_vol": spot_vol,
         "vol_of_vol": vol_of_vol, "correlation": correlation, "term_exponent": term_exponent, "seed": int(seed)})
 
@@ -201,10 +228,10 @@ def historical_scenarios(table, snapshot, *, horizon_days: int = 1, term_exponen
 
     spot_return = windows(data["spot_return"])
     vol_return = windows(data["vol_return"]) if "vol_return" in data else np.zeros_like(spot_return)
-    sigma = pillar_atm_vols(snapshot.surface)
-    scale = _pillar_vol_of_vol(snapshot.surface.expiries, 1.0, term_exponent)
-    vol_shift = sigma * np.expm1(vol_return[:, None] * scale)
-    return Scenarios(spot_return=spot_return, vol_shift=vol_shift, settings={
+    factor = VolFactor(loading=_pillar_vol_of_vol(snapshot.surface.expiries, 1.0, term_exponent),
+                       offset=np.zeros(np.asarray(snapshot.surface.expiries).size))
+    return Scenarios(spot_return=spot_return, vol_shift=factor.shifts(pillar_atm_vols(snapshot.surface), vol_return),
+                     vol_factor=vol_return, factor=factor, settings={
         "kind": "historical", "count": int(spot_return.size), "days": days, "horizon_days": int(horizon_days),
         "overlapping": True, "term_exponent": term_exponent, "vol_moves": "vol_return" in data})
 
@@ -401,6 +428,31 @@ def _sensitivities(rows, snapshot, local_vol, method, executor, vega: bool):
     return greeks, (ladder if vega else None), status
 
 
+def revalue(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: Scenarios | None, *, method,
+            executor=None, block: int = SCENARIO_BLOCK, progress=None) -> tuple[np.ndarray, list, int]:
+    """Per-unit values (1 + N, T) of every trade in the base market (row 0) and under each scenario (none when
+    ``scenarios`` is None), the first failure of each trade (``None`` if it priced everywhere) and the number
+    of tasks: (trade chunk x ``block`` scenarios) tasks of :func:`revalue_chunk` on ``executor`` (default
+    serial), values only."""
+    if int(block) != block or block < 1:
+        raise InputError(f"must be a whole number >= 1, got {block!r}", field="block", value=block)
+    executor = SerialExecutor() if executor is None else executor
+    count = 0 if scenarios is None else scenarios.count
+    tasks = _tasks(rows, count, int(block))
+    shared = RevaluationMarket(snapshot=snapshot, local_vol=local_vol, scenarios=scenarios,
+                               method=values_only(method))
+    order = cost_sorted_order([sum(_trade_cost(r) for r in task.rows) * len(task.scenarios) for task in tasks])
+    results = executor.map(revalue_chunk, tasks, shared=shared, order=order, progress=progress)
+    values = np.full((count + 1, len(rows)), np.nan)
+    failures: list = [None] * len(rows)
+    for task, (block_values, block_failures) in zip(tasks, results):
+        values[np.ix_(np.asarray(task.scenarios) + 1, task.indices)] = block_values
+        for i, failure in zip(task.indices, block_failures):
+            if failure is not None and failures[i] is None:
+                failures[i] = failure
+    return values, failures, len(tasks)
+
+
 def book_var(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: Scenarios, *, method,
              levels=(0.95, 0.99), executor=None, block: int = SCENARIO_BLOCK, approximation: bool = True,
              progress=None) -> BookVarResult:
@@ -413,28 +465,16 @@ def book_var(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: 
     from shoals.risk.var import _levels
 
     levels = _levels(levels)
-    if int(block) != block or block < 1:
-        raise InputError(f"must be a whole number >= 1, got {block!r}", field="block", value=block)
     pillars = np.asarray(snapshot.surface.expiries, dtype=np.float64)
     if scenarios.vol_shift.shape[1] != pillars.size:
         raise InputError(f"scenarios move {scenarios.vol_shift.shape[1]} pillars; the surface has {pillars.size}",
                          field="scenarios.vol_shift")
-    executor = SerialExecutor() if executor is None else executor
     timings = {}
     clock = time.perf_counter()
-    tasks = _tasks(rows, scenarios.count, int(block))
-    shared = RevaluationMarket(snapshot=snapshot, local_vol=local_vol, scenarios=scenarios,
-                               method=values_only(method))
-    order = cost_sorted_order([sum(_trade_cost(r) for r in task.rows) * len(task.scenarios) for task in tasks])
-    results = executor.map(revalue_chunk, tasks, shared=shared, order=order, progress=progress)
-    values = np.full((scenarios.count + 1, len(rows)), np.nan)
-    failures: list = [None] * len(rows)
-    for task, (block_values, block_failures) in zip(tasks, results):
-        values[np.ix_(np.asarray(task.scenarios) + 1, task.indices)] = block_values
-        for i, failure in zip(task.indices, block_failures):
-            if failure is not None and failures[i] is None:
-                failures[i] = failure
+    values, failures, task_count = revalue(rows, snapshot, local_vol, scenarios, method=method, executor=executor,
+                                           block=block, progress=progress)
     timings["revaluation"] = time.perf_counter() - clock
+    executor = SerialExecutor() if executor is None else executor
 
     scale = np.array([r.quantity * r.notional for r in rows], dtype=np.float64)
     included = np.all(np.isfinite(values), axis=0) & np.array([r.error is None for r in rows])
@@ -467,7 +507,7 @@ def book_var(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: 
                                if approximation else (np.full(len(levels), np.nan),) * 2)
     settings = {"method": "full revaluation", "dynamics": "sticky local vol", "shocks": "instantaneous",
                 "pillars": pillars.tolist(), "trades": len(rows), "included": int(included.sum()),
-                "excluded": int((~included).sum()), "scenarios": scenarios.settings, "tasks": len(tasks),
+                "excluded": int((~included).sum()), "scenarios": scenarios.settings, "tasks": task_count,
                 "block": int(block), "executor": getattr(executor, "name", type(executor).__name__),
                 "convention": "VaR = type-7 quantile of the loss -P&L; CVaR = mean loss >= VaR; currency units"}
     return BookVarResult(levels=levels, var=var, cvar=cvar, approximate_var=approx_var,

@@ -1,0 +1,266 @@
+"""Proxy-accelerated full-revaluation VaR: each trade's value as a Chebyshev proxy over the scenario plane
+(spot log-return x, vol factor u), built from a few exact repricings, then evaluated at every scenario.
+
+Scenarios of a one-factor vol model (:class:`shoals.risk.revaluation.Scenarios` with ``vol_factor``: the
+simulated and historical sets) are points (x_j, u_j) of a plane: scenario j is the market of
+:func:`shoals.risk.revaluation.scenario_market` with spot return x_j and pillar vol shifts
+:meth:`VolFactor.shifts` (u_j).  For each trade, V(x, u) is interpolated on a tensor Chebyshev-Lobatto grid of
+``spot_nodes`` x ``vol_nodes`` points over the box of the scenarios (:mod:`shoals.kernels.chebyshev`: DCT
+coefficients, evaluation by the Chebyshev basis), with the x axis split into cells where the value has a kink:
+
+* a continuously monitored barrier at x_B = ln(B / S_0) inside the box (beyond it the trade is knocked: a
+  constant rebate or the vanilla, :func:`shoals.risk.revaluation.scenario_rows`, so each side is smooth; the
+  Lobatto end points put a node on the barrier itself);
+* a lookback at x = 0 (the running extreme follows the spot on one side only).
+
+The nodes are exact repricings with the same pricer as the full revaluation (finite differences on the
+scenario's sticky local vol), every node of a trade and cell priced in one batched solve: one
+``MarketSnapshot`` with one spot per row (:func:`shoals.methods.finite_difference.pde_market`), one task per
+(trade chunk, vol node) on the executor.  A chunk the PDE declines or fails on is revalued exactly
+(:func:`shoals.risk.revaluation.revalue`) instead, so every trade is priced and the P&L needs no proxy where
+none can be built.  The P&L is the proxy's V(x_j, u_j) minus the exact value in today's market (no vol move
+is not a point of the factor plane when the pillars' offsets differ).
+
+Cost: spot_nodes x vol_nodes x cells repricings per trade instead of one per scenario, so the saving is about
+N / (spot_nodes vol_nodes) for N scenarios; accuracy: the proxy error at the scenarios (measured against
+exact repricing by benchmarks/bench_book_var.py and tests/consistency/test_proxy_book_var.py).
+
+References: M. Gass, K. Glau, M. Mahlstedt, M. Mair, "Chebyshev interpolation for parametric option pricing",
+Finance Stoch. 22 (2018); Z. Zeron-Medina Laris & I. Ruiz, "Chebyshev methods for ultra-efficient risk
+calculations" (2019, the dynamic-sensitivities approach to full-revaluation VaR); Trefethen, "Approximation
+Theory and Approximation Practice" (2013) ch. 2-3, 8.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+
+import jax.numpy as jnp
+import numpy as np
+
+from shoals.errors import InputError
+from shoals.execution import SerialExecutor, cost_sorted_order
+from shoals.greeks.vega_ladder import pillar_atm_vols
+from shoals.instruments import Barrier, Lookback, stack
+from shoals.kernels import chebyshev
+from shoals.kernels import risk as kernels
+from shoals.market.local_vol import LocalVolGrid
+from shoals.methods import FiniteDifference
+from shoals.risk.revaluation import Scenarios, revalue, scenario_market, scenario_rows
+from shoals.risk.run import _trade_cost, book_chunks
+
+#: Default Chebyshev nodes per cell along the spot return and along the vol factor.
+SPOT_NODES = 9
+VOL_NODES = 3
+
+
+@dataclass(frozen=True)
+class ProxyTask:
+    """Trades of one instrument type (book indices, rows and their x cells) priced at every x node of their
+    cells under vol node ``vol_index``."""
+
+    indices: tuple
+    rows: tuple
+    cells: tuple
+    vol_index: int
+
+
+@dataclass(frozen=True)
+class ProxyMarket:
+    """Shipped once per worker: base snapshot and local vol grid, the vol nodes' factor values and
+    :class:`VolFactor`, the x nodes per cell and the finite-difference method."""
+
+    snapshot: object
+    local_vol: LocalVolGrid
+    vol_nodes: np.ndarray
+    factor: object
+    spot_nodes: int
+    method: FiniteDifference
+
+
+def trade_cells(row, box: tuple, base_spot: float) -> tuple:
+    """The x cells (lo, hi) of one trade over ``box`` = (x_min, x_max): split at a continuously monitored
+    barrier's ln(B / S_0) and at 0 for a lookback, where either lies strictly inside the box."""
+    x_min, x_max = box
+    splits = []
+    contract = row.contract
+    if row.error is None and isinstance(contract, Barrier) and int(contract.monitoring_dates) == 0:
+        splits.append(float(np.log(float(contract.barrier) / base_spot)))
+    if row.error is None and isinstance(contract, Lookback):
+        splits.append(0.0)
+    edges = [x_min, *sorted(x for x in splits if x_min < x < x_max), x_max]
+    return tuple(pairwise(edges))
+
+
+def _node_spot(contract, base_spot: float, x: float) -> float:
+    """S_0 e^x, exactly the barrier at a cell edge placed on a barrier (so that the node is the knocked value,
+    the limit of the live side, rather than a spot a rounding error short of the barrier)."""
+    spot = base_spot * np.exp(x)
+    if isinstance(contract, Barrier) and abs(spot / float(contract.barrier) - 1.0) < 1e-12:
+        return float(contract.barrier)
+    return float(spot)
+
+
+def price_nodes(task: ProxyTask, shared: ProxyMarket) -> np.ndarray:
+    """Per-unit values (trades, max cells, spot nodes) of the chunk at vol node ``vol_index`` (NaN for absent
+    cells): each trade after the shock (:func:`scenario_rows`) at the spot of every x node, all nodes of all
+    trades in one batched finite-difference solve per instrument type."""
+    base_spot = float(np.asarray(shared.snapshot.spot))
+    sigma = pillar_atm_vols(shared.snapshot.surface)
+    shifts = shared.factor.shifts(sigma, shared.vol_nodes[task.vol_index])[0]
+    market, grid = scenario_market(shared.snapshot, shared.local_vol, 0.0, shifts)
+    width = max(len(cells) for cells in task.cells)
+    values = np.full((len(task.rows), width, shared.spot_nodes), np.nan)
+    by_type: dict[str, list] = {}
+    for t, (row, cells) in enumerate(zip(task.rows, task.cells)):
+        for c, (lo, hi) in enumerate(cells):
+            for k, x in enumerate(chebyshev.grid_axes([lo], [hi], [shared.spot_nodes])[0]):
+                spot = _node_spot(row.contract, base_spot, x)
+                moved, fixed = row, {}
+                if isinstance(row.contract, (Barrier, Lookback)):
+                    (moved,), fixed = scenario_rows([row], market.bump(spot=jnp.asarray(spot)), base_spot)
+                if fixed:
+                    values[t, c, k] = fixed[0]
+                else:
+                    by_type.setdefault(moved.instrument, []).append(((t, c, k), moved.contract, spot))
+    for entries in by_type.values():
+        contracts = stack([contract for _, contract, _ in entries])
+        spots = jnp.asarray([spot for _, _, spot in entries])
+        prices = np.asarray(shared.method.price(contracts, market.bump(spot=spots), local_vol=grid).value)
+        for (position, _, _), price in zip(entries, np.atleast_1d(prices)):
+            values[position] = price
+    return values
+
+
+def _evaluate(coefficients, lower, upper, points) -> np.ndarray:
+    """The 2-D Chebyshev series ``coefficients`` (n_x, n_u) on the box at ``points`` (m, 2)."""
+    t = [(2.0 * points[:, i] - (lower[i] + upper[i])) / (upper[i] - lower[i]) for i in range(2)]
+    basis_x = np.asarray(chebyshev.bases(jnp.asarray(t[0]), coefficients.shape[0], 0)[0])
+    basis_u = np.asarray(chebyshev.bases(jnp.asarray(t[1]), coefficients.shape[1], 0)[0])
+    return np.einsum("mi,ij,mj->m", basis_x, coefficients, basis_u)
+
+
+def _cell_values(node_values, cells, vol_box, points) -> tuple[np.ndarray, float]:
+    """A trade's proxy values at ``points`` (m, 2) and its coefficient-decay error estimate, from the node
+    values (vol nodes, cells, spot nodes) of its ``cells``."""
+    out = np.full(points.shape[0], np.nan)
+    estimate = 0.0
+    for c, (lo, hi) in enumerate(cells):
+        grid = node_values[:, c, :].T                                   # (spot nodes, vol nodes)
+        coefficients = chebyshev.coefficients_from_values(grid)
+        estimate = max(estimate, float(chebyshev.error_estimate_per_dimension(coefficients).sum()))
+        inside = (points[:, 0] >= lo) & (points[:, 0] <= hi) & np.isnan(out)
+        out[inside] = _evaluate(coefficients, (lo, vol_box[0]), (hi, vol_box[1]), points[inside])
+    return out, estimate
+
+
+@dataclass(frozen=True)
+class ProxyVarResult:
+    """VaR/CVaR from proxy revaluation: ``pnl`` (N,) book P&L per scenario, ``values`` (N, T) per-unit proxy
+    values, ``error_estimate`` (T,) each proxy's coefficient-decay estimate (per unit), ``exact`` (T,) True
+    where a trade was revalued exactly instead, ``repricings`` the number of trade repricings made."""
+
+    levels: tuple
+    var: np.ndarray
+    cvar: np.ndarray
+    pnl: np.ndarray = field(repr=False)
+    values: np.ndarray = field(repr=False)
+    error_estimate: np.ndarray = field(repr=False)
+    exact: np.ndarray = field(repr=False)
+    repricings: int = 0
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    def figures(self) -> dict:
+        out = {}
+        for level, var, cvar in zip(self.levels, self.var, self.cvar):
+            out[f"var_{100 * level:g}"] = float(var)
+            out[f"cvar_{100 * level:g}"] = float(cvar)
+        return out
+
+
+def _box(values, *, pad: float = 0.0) -> tuple:
+    """[min, max] of ``values`` and 0, widened by ``pad`` of its width."""
+    low, high = min(float(np.min(values)), 0.0), max(float(np.max(values)), 0.0)
+    return low - pad * (high - low), high + pad * (high - low)
+
+
+def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios, *, method,
+                   levels=(0.95, 0.99), executor=None, spot_nodes: int = SPOT_NODES, vol_nodes: int = VOL_NODES,
+                   progress=None) -> ProxyVarResult:
+    """VaR/CVaR of the book ``rows`` under one-factor ``scenarios`` by Chebyshev proxies of every trade over
+    (spot return, vol factor) (module docstring); ``method`` as for :func:`shoals.risk.revaluation.book_var`
+    (its finite-difference member builds the proxies; trades it declines are revalued exactly).
+    """
+    from shoals.risk.run import _finite_difference
+    from shoals.risk.var import _levels
+
+    levels = _levels(levels)
+    if scenarios.vol_factor is None:
+        raise InputError("proxies need one-factor scenarios (simulated_scenarios or historical_scenarios); these "
+                         "move the pillars independently", field="scenarios.vol_factor")
+    for name, count, low in (("spot_nodes", spot_nodes, 3), ("vol_nodes", vol_nodes, 2)):
+        if int(count) != count or count < low:
+            raise InputError(f"must be a whole number >= {low}, got {count!r}", field=name, value=count)
+    executor = SerialExecutor() if executor is None else executor
+    timings, clock = {}, time.perf_counter()
+    base_spot = float(np.asarray(snapshot.spot))
+    x_box = _box(scenarios.spot_return)
+    u_box = _box(scenarios.vol_factor)
+    flat_vol = u_box[0] == u_box[1]
+    u_nodes = np.zeros(1) if flat_vol else chebyshev.grid_axes([u_box[0]], [u_box[1]], [vol_nodes])[0]
+    fd = _finite_difference(method)
+    shared = ProxyMarket(snapshot=snapshot, local_vol=local_vol, vol_nodes=u_nodes, factor=scenarios.factor,
+                         spot_nodes=int(spot_nodes), method=replace(fd, vega=False))
+    chunks = [chunk for chunk in book_chunks(rows) if all(r.error is None for r in chunk.rows)]
+    tasks = [ProxyTask(indices=chunk.indices, rows=chunk.rows, vol_index=m,
+                       cells=tuple(trade_cells(r, x_box, base_spot) for r in chunk.rows))
+             for chunk in chunks for m in range(u_nodes.size)]
+    order = cost_sorted_order([sum(_trade_cost(r) * len(c) for r, c in zip(t.rows, t.cells)) for t in tasks])
+    results = executor.map(price_nodes, tasks, shared=shared, order=order, progress=progress,
+                           return_exceptions=True)
+    timings["nodes"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    count = len(rows)
+    points = np.column_stack([scenarios.spot_return, scenarios.vol_factor])
+    values = np.full((scenarios.count, count), np.nan)
+    estimate = np.full(count, np.nan)
+    failed_chunks = {i for task, result in zip(tasks, results) if isinstance(result, Exception)
+                     for i in task.indices}
+    repricings = 0
+    for chunk in chunks:
+        members = [i for i in chunk.indices if i not in failed_chunks]
+        if not members:
+            continue
+        per_vol = [result for task, result in zip(tasks, results) if task.indices == chunk.indices]
+        nodes = np.stack(per_vol)                       # (vol nodes, trades, cells, spot nodes)
+        for position, i in enumerate(chunk.indices):
+            cells = trade_cells(rows[i], x_box, base_spot)
+            repricings += len(cells) * spot_nodes * u_nodes.size
+            grid = nodes[:, position]
+            if flat_vol:
+                grid = np.concatenate([grid, grid])     # a constant second axis: exact for any u
+            box = (u_box[0], u_box[1]) if not flat_vol else (-1.0, 1.0)
+            values[:, i], estimate[i] = _cell_values(grid, cells, box, points)
+    exact = np.array([i in failed_chunks or rows[i].error is not None or not any(i in c.indices for c in chunks)
+                      for i in range(count)])
+    if exact.any():
+        subset = [rows[i] for i in np.flatnonzero(exact)]
+        exact_values, _, _ = revalue(subset, snapshot, local_vol, scenarios, method=method, executor=executor)
+        values[:, exact] = exact_values[1:]
+        repricings += len(subset) * scenarios.count
+    base = revalue(rows, snapshot, local_vol, None, method=method, executor=executor)[0][0]
+    repricings += count
+    timings["evaluation"] = time.perf_counter() - clock
+    scale = np.array([r.quantity * r.notional for r in rows], dtype=np.float64)
+    included = np.all(np.isfinite(values), axis=0) & np.isfinite(base)
+    pnl = (values[:, included] - base[included]) @ scale[included]
+    var, cvar = (np.asarray(a) for a in kernels.var_cvar(-pnl, np.asarray(levels)))
+    settings = {"method": "chebyshev proxies", "spot_nodes": int(spot_nodes), "vol_nodes": int(u_nodes.size),
+                "spot_box": x_box, "vol_box": u_box, "trades": count, "included": int(included.sum()),
+                "exact_trades": int(exact.sum()), "scenarios": scenarios.settings}
+    return ProxyVarResult(levels=levels, var=var, cvar=cvar, pnl=pnl, values=values, error_estimate=estimate,
+                          exact=exact, repricings=repricings, settings=settings, timings=timings)
