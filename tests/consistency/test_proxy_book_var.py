@@ -36,7 +36,7 @@ def setting(tmp_path_factory):
 
 
 def test_barriers_inside_the_box_split_the_proxy(setting):
-    snapshot, _, rows, scenarios, _ = setting
+    _, _, rows, scenarios, _ = setting
     box = (scenarios.spot_return.min(), scenarios.spot_return.max())
     assert box[0] < np.log(90 / 100) and box[1] > np.log(110 / 100)       # both barriers are crossed
     cells = {row.id: trade_cells(row, box, 100.0) for row in rows}
