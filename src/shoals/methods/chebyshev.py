@@ -25,6 +25,7 @@ Validation: tests/unit/test_chebyshev.py, tests/reference/test_chebyshev_black_s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,14 +38,17 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from shoals.errors import InputError
+from shoals.errors import InputError, UnsupportedError
 from shoals.kernels import chebyshev as kernel
+from shoals.market import FlatMarket
+from shoals.methods.finite_difference import FiniteDifference
+from shoals.results import PriceResult
 
 FORMAT_VERSION = 1
 MAX_DIMENSIONS = 6
 DEFAULT_COMPRESSION = 0.5
 
-__all__ = ["ChebyshevProxy", "ChebyshevTT", "PiecewiseChebyshevProxy"]
+__all__ = ["Chebyshev", "ChebyshevProxy", "ChebyshevTT", "PiecewiseChebyshevProxy"]
 
 
 def _identity_map(function, points):
@@ -609,3 +613,171 @@ class ChebyshevTT:
 def _compiled_tt(outputs):
     return jax.jit(lambda cores, lower, upper, points: kernel.tt_evaluate(cores, lower, upper, points,
                                                                           outputs))
+
+
+# --------------------------------------------------------------------------------------- pricing method
+# Proxy variable -> (owner, field, first-derivative Greek, sign).  Theta is calendar time passing, which
+# shortens the maturity: theta = -dV/dT.
+VARIABLES = {"spot": ("market", "spot", "delta", 1.0), "vol": ("market", "vol", "vega", 1.0),
+             "rate": ("market", "rate", "rho", 1.0), "maturity": ("instrument", "maturity", "theta", -1.0)}
+
+
+def _price_nodes(points, shared):
+    """Values of ``base`` at the proxy nodes ``points`` (n, d): one batched call (an executor task)."""
+    base, instrument, market, names = shared
+    n = points.shape[0]
+    column = {name: points[:, i] for i, name in enumerate(names)}
+    contract = type(instrument)(**{f.name: column.get(f.name, np.full(n, getattr(instrument, f.name)))
+                                   for f in dataclasses.fields(instrument)})
+    scenario = FlatMarket(**{f.name: column.get(f.name, np.full(n, getattr(market, f.name)))
+                             for f in dataclasses.fields(market)})
+    return np.asarray(base.price(contract, scenario).value, dtype=np.float64).reshape(n)
+
+
+def _uniform(value, label: str):
+    """The single value of a field that must be the same across the batch (the proxy is one contract)."""
+    array = np.asarray(value)
+    if array.size and np.any(array != array.reshape(-1)[0]):
+        raise InputError(f"{label} varies across the batch but is not a proxy variable; price each contract "
+                         "with its own method or add it to the domain", field=label)
+    return array.reshape(-1)[0].item() if array.size else array.item()
+
+
+@dataclass(frozen=True, eq=False)
+class Chebyshev:
+    """Pricing method: the Chebyshev proxy of ``base``'s price over market and contract variables.
+
+    ``domain`` maps variables to (lower, upper): ``spot``, ``vol``, ``rate`` (the :class:`FlatMarket`
+    fields) and ``maturity`` (the instrument's, in years); ``nodes`` one count or a count per variable;
+    ``splits`` interior points per variable (a barrier, a strike: the box is cut there and each cell
+    interpolated, :class:`PiecewiseChebyshevProxy`).  ``price(instrument, market)`` builds the proxy of
+    the contract on first use (the base priced at all nodes in one batched call, or in blocks of
+    ``batch`` nodes through ``executor.map``), keeps it for later calls with the same contract and the
+    same non-variable market fields, and evaluates
+
+    .. math::
+        V \\approx p(x),\\quad \\Delta = \\partial_S p,\\quad \\Gamma = \\partial_S^2 p,\\quad
+        \\nu = \\partial_\\sigma p,\\quad \\rho = \\partial_r p,\\quad \\Theta = -\\partial_T p
+
+    for the variables in the domain (spectral derivatives of the interpolant; Gass et al. 2018).
+    A ``base`` with a ``vega`` switch (:class:`FiniteDifference`) is built with it off: only values are
+    needed.  ``diagnostics`` carry the proxy's a-posteriori ``error_estimate``.
+
+    Validation: tests/unit/test_chebyshev_method.py (against the base at random points, errors),
+    tests/reference/test_chebyshev_barrier.py (barrier PDE price split at the barrier).
+    """
+
+    domain: Mapping
+    base: object = field(default_factory=FiniteDifference)
+    nodes: int | Mapping = 15
+    splits: Mapping = field(default_factory=dict)
+    executor: object = None
+    batch: int = 256
+    compression: float = DEFAULT_COMPRESSION
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    name = "chebyshev"
+
+    def __post_init__(self):
+        domain = dict(self.domain)
+        unknown = [name for name in domain if name not in VARIABLES]
+        if unknown or not domain:
+            raise InputError(f"unsupported variable(s) {unknown}; a proxy runs over some of "
+                             f"{', '.join(VARIABLES)}", field="domain", value=unknown)
+        object.__setattr__(self, "domain", domain)
+        nodes = self.nodes if isinstance(self.nodes, Mapping) else {name: self.nodes for name in domain}
+        if set(nodes) != set(domain):
+            raise InputError(f"nodes must name the domain's variables {list(domain)}", field="nodes",
+                             value=self.nodes)
+        splits = dict(self.splits)
+        if not set(splits) <= set(domain):
+            raise InputError(f"splits name variables outside the domain {list(domain)}", field="splits",
+                             value=list(splits))
+        if int(self.batch) != self.batch or self.batch < 1:
+            raise InputError(f"must be a positive integer, got {self.batch!r}", field="batch", value=self.batch)
+        _check_domain([domain[n] for n in domain], [nodes[n] for n in domain], tuple(domain))
+        object.__setattr__(self, "nodes", {name: int(nodes[name]) for name in domain})
+        object.__setattr__(self, "splits", {name: tuple(np.atleast_1d(v).tolist()) for name, v in splits.items()})
+
+    @property
+    def names(self) -> tuple:
+        return tuple(self.domain)
+
+    def supports(self, instrument, market) -> bool:
+        return isinstance(market, FlatMarket) and self.base.supports(instrument, market)
+
+    def build(self, instrument, market):
+        """The proxy (:class:`ChebyshevProxy`, or :class:`PiecewiseChebyshevProxy` with splits) of the base's
+        price of ``instrument`` (one contract) in ``market`` as a function of the domain's variables."""
+        if not isinstance(market, FlatMarket):
+            raise UnsupportedError(f"the Chebyshev method varies the fields of a FlatMarket, not "
+                                   f"{type(market).__name__}")
+        fixed = {f.name: _uniform(getattr(instrument, f.name), f"instrument.{f.name}")
+                 for f in dataclasses.fields(instrument) if f.name not in self.domain}
+        contract = type(instrument)(**fixed, **{name: 0.5 * sum(self.domain[name]) for name in self.domain
+                                                 if VARIABLES[name][0] == "instrument"})
+        scenario = FlatMarket(**{f.name: (0.5 * sum(self.domain[f.name]) if f.name in self.domain else
+                                          _uniform(getattr(market, f.name), f"market.{f.name}"))
+                                 for f in dataclasses.fields(market)})
+        base = self.base
+        if dataclasses.is_dataclass(base) and any(f.name == "vega" for f in dataclasses.fields(base)):
+            base = dataclasses.replace(base, vega=False)
+        shared = (base, contract, scenario, self.names)
+        map_batches = None
+        if self.executor is not None:
+            def map_batches(_, points):
+                blocks = np.array_split(points, -(-len(points) // int(self.batch)))
+                return np.concatenate(self.executor.map(_price_nodes, blocks, shared=shared))
+        box = [self.domain[name] for name in self.names]
+        nodes = [self.nodes[name] for name in self.names]
+        options = {"names": self.names, "map_batches": map_batches, "compression": self.compression}
+        if self.splits:
+            return PiecewiseChebyshevProxy.build(lambda points: _price_nodes(points, shared), box, nodes,
+                                                 [self.splits.get(name, ()) for name in self.names], **options)
+        return ChebyshevProxy.build(lambda points: _price_nodes(points, shared), box, nodes, **options)
+
+    def _proxy(self, instrument, market):
+        key = (type(instrument),) + tuple(
+            (f"instrument.{f.name}", _uniform(getattr(instrument, f.name), f"instrument.{f.name}"))
+            for f in dataclasses.fields(instrument) if f.name not in self.domain) + tuple(
+            (f"market.{f.name}", _uniform(getattr(market, f.name), f"market.{f.name}"))
+            for f in dataclasses.fields(market) if f.name not in self.domain)
+        if key not in self._cache:
+            self._cache[key] = self.build(instrument, market)
+        return self._cache[key]
+
+    def price(self, instrument, market) -> PriceResult:
+        """Value and Greeks (delta, gamma, vega, rho, theta for the variables in the domain) by the proxy."""
+        if not isinstance(market, FlatMarket):
+            raise UnsupportedError(f"the Chebyshev method varies the fields of a FlatMarket, not "
+                                   f"{type(market).__name__}")
+        proxy = self._proxy(instrument, market)
+        owners = {"market": market, "instrument": instrument}
+        columns = [np.asarray(getattr(owners[VARIABLES[name][0]], VARIABLES[name][1]), dtype=np.float64)
+                   for name in self.names]
+        shape = np.broadcast_shapes(*(c.shape for c in columns), *(
+            np.shape(getattr(instrument, f.name)) for f in dataclasses.fields(instrument)))
+        points = np.stack([np.broadcast_to(c, shape).reshape(-1) for c in columns], axis=1)
+        for i, name in enumerate(self.names):
+            lower, upper = self.domain[name]
+            outside = (points[:, i] < lower) | (points[:, i] > upper)
+            if outside.any():
+                row = int(np.argmax(outside))
+                owner, label = VARIABLES[name][:2]
+                raise InputError(f"{points[row, i]!r} is outside the proxy's domain [{lower}, {upper}] for "
+                                 f"{name!r}; build the method with a wider domain",
+                                 field=f"{owner}.{label}", row=row, value=points[row, i])
+        requests = {"value": ("value", 1.0)}
+        for name in self.names:
+            requests[VARIABLES[name][2]] = (name, VARIABLES[name][3])
+            if name == "spot":
+                requests["gamma"] = (("spot", "spot"), 1.0)
+        out = proxy.greeks(points, {label: request for label, (request, _) in requests.items()})
+        greeks = {label: np.reshape(sign * out[label], shape) for label, (_, sign) in requests.items()
+                  if label != "value"}
+        return PriceResult(value=np.reshape(out["value"], shape), method=self.name, greeks=greeks,
+                           diagnostics={"base": getattr(self.base, "name", type(self.base).__name__),
+                                        "error_estimate": proxy.error_estimate(),
+                                        "domain": dict(self.domain), "nodes": dict(self.nodes),
+                                        "splits": dict(self.splits),
+                                        "greeks": "spectral derivatives of the Chebyshev interpolant"})
