@@ -150,5 +150,11 @@ def test_book_var_cli_writes_figures_and_scenarios(tmp_path):
     assert payload["cvar_90"] >= payload["var_90"] and payload["settings"]["included"] == 2
     table = pd.read_csv(scenario_file)
     assert len(table) == 6 and {"spot_return", "pnl", "approximate_pnl"} <= set(table.columns)
+    proxy = CliRunner().invoke(app, ["book-var", "--book", str(book), "--scenarios", "6", "--levels", "90",
+                                     "--proxy", "--spot-nodes", "5", "--vol-nodes", "3", "--json", str(figures)])
+    assert proxy.exit_code == 0, proxy.output
+    proxied = json.loads(figures.read_text())
+    assert proxied["settings"]["method"] == "chebyshev proxies" and proxied["settings"]["included"] == 2
+    assert proxied["var_90"] == pytest.approx(payload["var_90"], rel=2e-2)
     bad = CliRunner().invoke(app, ["book-var", "--book", str(book), "--correlation", "2"])
     assert bad.exit_code == 2 and "correlation" in bad.output

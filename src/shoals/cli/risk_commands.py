@@ -183,18 +183,32 @@ def var(
         console.print(f"histogram written to {plot}")
 
 
-def _book_var_table(result) -> Table:
-    table = Table(title=f"book VaR / CVaR over {result.scenarios.settings.get('horizon_days')} trading days, "
-                        f"{result.scenarios.count:,} {result.scenarios.settings.get('kind', '')} scenarios "
-                        "(positive losses, currency; approx: delta-gamma-vega)")
-    for column in ("level", "VaR", "CVaR", "VaR approx", "CVaR approx", "approx error"):
+def _book_var_table(result, scenarios, proxy: bool) -> Table:
+    how = "Chebyshev proxies" if proxy else "full revaluation; approx: delta-gamma-vega"
+    table = Table(title=f"book VaR / CVaR over {scenarios.settings.get('horizon_days')} trading days, "
+                        f"{scenarios.count:,} {scenarios.settings.get('kind', '')} scenarios "
+                        f"(positive losses, currency; {how})")
+    columns = ("level", "VaR", "CVaR") + (() if proxy else ("VaR approx", "CVaR approx", "approx error"))
+    for column in columns:
         table.add_column(column, justify="right")
-    for level, var, cvar, approx_var, approx_cvar in zip(result.levels, result.var, result.cvar,
-                                                          result.approximate_var, result.approximate_cvar):
-        error = f"{100 * (approx_var - var) / abs(var):+.1f} %" if var and np.isfinite(approx_var) else ""
-        table.add_row(f"{100 * level:g} %", f"{var:,.0f}", f"{cvar:,.0f}", f"{approx_var:,.0f}",
-                      f"{approx_cvar:,.0f}", error)
+    for i, level in enumerate(result.levels):
+        cells = [f"{100 * level:g} %", f"{result.var[i]:,.0f}", f"{result.cvar[i]:,.0f}"]
+        if not proxy:
+            var, approx_var = result.var[i], result.approximate_var[i]
+            error = f"{100 * (approx_var - var) / abs(var):+.1f} %" if var and np.isfinite(approx_var) else ""
+            cells += [f"{approx_var:,.0f}", f"{result.approximate_cvar[i]:,.0f}", error]
+        table.add_row(*cells)
     return table
+
+
+def _excluded(result, rows) -> list[dict]:
+    """The trades left out of the P&L with their reasons."""
+    if hasattr(result, "trades"):
+        excluded = result.trades[result.trades["status"] != "ok"]
+        return excluded[["id", "status"]].to_dict(orient="records")
+    missing = ~np.all(np.isfinite(result.values), axis=0)
+    return [{"id": rows[i].id, "status": f"error: {rows[i].error}" if rows[i].error else "error: not priced"}
+            for i in np.flatnonzero(missing)]
 
 
 def book_var(
@@ -229,6 +243,11 @@ def book_var(
         "--executor", help="serial, processes[:N], dask-local[:N] or dask://host:port.")] = "serial",
     approximation: Annotated[bool, typer.Option(
         "--approximation/--no-approximation", help="Also the delta-gamma-vega P&L (costs one vega ladder).")] = True,
+    proxy: Annotated[bool, typer.Option(
+        "--proxy", help="Chebyshev proxies of every trade over (spot return, vol factor) from --spot-nodes x "
+                        "--vol-nodes repricings instead of one repricing per scenario.")] = False,
+    spot_nodes: Annotated[int, typer.Option("--spot-nodes", help="Proxy nodes along the spot return.")] = 9,
+    vol_nodes: Annotated[int, typer.Option("--vol-nodes", help="Proxy nodes along the vol factor.")] = 3,
     json_file: Annotated[Path | None, typer.Option(
         "--json", help="JSON of the figures (var_95, cvar_95, approx_var_95, ...), the approximation error, "
                        "settings and excluded trades.")] = None,
@@ -238,12 +257,14 @@ def book_var(
         "--plot", help="Histogram PNG of the full-revaluation losses with VaR/CVaR lines.")] = None,
 ) -> None:
     """Full-revaluation VaR / CVaR of a book: every trade repriced under each spot / implied-vol scenario,
-    beside the delta-gamma-vega approximation and its error."""
+    beside the delta-gamma-vega approximation and its error (or, with --proxy, by Chebyshev proxies)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from shoals.cli.common import enable_compilation_cache
     from shoals.execution import executor_from_spec
-    from shoals.risk.revaluation import run_book_var
+    from shoals.risk.proxy_revaluation import proxy_book_var
+    from shoals.risk.revaluation import book_var as full_revaluation_var
+    from shoals.risk.revaluation import book_var_inputs
 
     enable_compilation_cache()
     options = {} if history is not None else {"spot_vol": spot_vol, "vol_of_vol": vol_of_vol,
@@ -253,33 +274,45 @@ def book_var(
     try:
         chosen = _parse_levels(levels, (0.95, 0.99))
         pool = executor_from_spec(executor)
-        with Progress(TextColumn("revaluation tasks (trade chunk x scenario block)"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console) as bar, pool:
-            task = bar.add_task("revaluation", total=None)
-            result = run_book_var(quotes=quotes, market=market, book=book, spot=spot, method=method,
-                                  scenarios=scenarios, history=history, horizon_days=horizon, levels=chosen,
-                                  seed=seed, executor=pool, approximation=approximation,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total),
-                                  **options)
+        inputs = book_var_inputs(quotes=quotes, market=market, book=book, spot=spot, method=method,
+                                 scenarios=scenarios, history=history, horizon_days=horizon, seed=seed, **options)
+        stage = "proxy nodes (trade chunk x vol node)" if proxy else "revaluation (trade chunk x scenario block)"
+        with Progress(TextColumn(stage), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console) as bar, pool:
+            task = bar.add_task(stage, total=None)
+            common = {"method": inputs.method, "levels": chosen, "executor": pool,
+                      "progress": lambda done, total: bar.update(task, completed=done, total=total)}
+            arguments = (inputs.rows, inputs.snapshot, inputs.grid, inputs.scenarios)
+            result = (proxy_book_var(*arguments, spot_nodes=spot_nodes, vol_nodes=vol_nodes, **common) if proxy
+                      else full_revaluation_var(*arguments, approximation=approximation, **common))
     except ShoalsError as error:
         fail(str(error))
-    console.print(_book_var_table(result))
-    error = result.approximation_error() if approximation else None
+    console.print(_book_var_table(result, inputs.scenarios, proxy))
+    approximated = approximation and not proxy
+    error = result.approximation_error() if approximated else None
     if error is not None:
         console.print(f"delta-gamma-vega P&L error: largest {error['max_abs_pnl_error']:,.0f}, RMS "
                       f"{error['rms_pnl_error']:,.0f} (P&L std {error['pnl_std']:,.0f})", highlight=False)
-    excluded = result.trades[result.trades["status"] != "ok"]
-    console.print(f"{result.settings['included']} of {result.settings['trades']} trades revalued; "
-                  f"stages: {', '.join(f'{k} {v:.2f} s' for k, v in result.timings.items())}", highlight=False)
-    for record in excluded.head(20).to_dict(orient="records"):
+    if proxy:
+        console.print(f"{result.repricings:,} trade repricings ({inputs.scenarios.count * len(inputs.rows):,} for "
+                      f"full revaluation); {result.settings['exact_trades']} trades revalued exactly", highlight=False)
+    timings = {"inputs": inputs.seconds, **result.timings}
+    console.print(f"{result.settings['included']} of {result.settings['trades']} trades in the P&L; "
+                  f"stages: {', '.join(f'{k} {v:.2f} s' for k, v in timings.items())}", highlight=False)
+    excluded = _excluded(result, inputs.rows)
+    for record in excluded[:20]:
         errors.print(f"  left out {record['id']}: {record['status']}", highlight=False, soft_wrap=True)
     if json_file is not None:
         payload = {**result.figures(), "approximation_error": error, "settings": result.settings,
-                   "excluded": excluded[["id", "status"]].to_dict(orient="records"), "timings": result.timings}
+                   "excluded": excluded, "timings": timings}
         json_file.write_text(json.dumps(payload, indent=1, default=float))
         console.print(f"figures written to {json_file}")
     if pnl_file is not None:
-        result.scenario_table().to_csv(pnl_file, index=False)
+        table = inputs.scenarios.table(inputs.snapshot.surface.expiries)
+        table["pnl"] = result.pnl
+        if approximated:
+            table["approximate_pnl"] = result.approximate_pnl
+        table.to_csv(pnl_file, index=False)
         console.print(f"scenario P&L written to {pnl_file}")
     if plot is not None:
         _plot_var(result, plot, f"Book loss by full revaluation, {horizon} days")

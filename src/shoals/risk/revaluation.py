@@ -390,13 +390,6 @@ class BookVarResult:
             out[f"cvar_{tag}_relative_error"] = float((approx_cvar - cvar) / abs(cvar)) if cvar != 0 else None
         return out
 
-    def scenario_table(self) -> pd.DataFrame:
-        """Scenarios with their full-revaluation and approximate P&L."""
-        table = self.scenarios.table(self.settings["pillars"])
-        table["pnl"] = self.pnl
-        table["approximate_pnl"] = self.approximate_pnl
-        return table
-
 
 def _tasks(rows, scenario_count: int, block: int) -> list[RevaluationTask]:
     """(chunk, scenario block) tasks; the base market is scenario -1, at the head of the first block."""
@@ -516,22 +509,35 @@ def book_var(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: 
                          timings=timings)
 
 
-def run_book_var(*, quotes=None, market=None, book=None, spot: float | None = None, method: str = "pde",
-                 scenarios: int | Scenarios = 100, history=None, horizon_days: int = 10, levels=(0.95, 0.99),
-                 seed: int = 0, paths: int | None = None, executor=None, approximation: bool = True,
-                 progress=None, **scenario_options) -> BookVarResult:
-    """Full-revaluation VaR of a book from files, as ``shoals book-var`` runs it: the market of ``quotes``
-    (calibrated) or ``market`` (default the embedded example, as :func:`shoals.risk.run.run_book`), the
-    ``book`` (default the embedded 150-trade book), its local vol grid, and ``scenarios`` (a
-    :class:`Scenarios`, or a count of :func:`simulated_scenarios` with ``scenario_options`` and ``seed``) or the
-    overlapping windows of a daily ``history`` file (:func:`historical_scenarios`), over ``horizon_days``;
-    then :func:`book_var`.  ``method`` ``"pde"`` or ``"mc"`` (:func:`shoals.risk.run.pricing_method`)."""
+@dataclass(frozen=True)
+class BookVarInputs:
+    """What a book VaR run prices: the book ``rows``, the ``snapshot`` and its local vol ``grid``, the
+    ``scenarios``, the pricing ``method`` and the seconds spent building them (``seconds``)."""
+
+    rows: list
+    snapshot: object
+    grid: LocalVolGrid
+    scenarios: Scenarios
+    method: object
+    seconds: float
+
+
+def book_var_inputs(*, quotes=None, market=None, book=None, spot: float | None = None, method: str = "pde",
+                    scenarios: int | Scenarios = 100, history=None, horizon_days: int = 10, seed: int = 0,
+                    paths: int | None = None, **scenario_options) -> BookVarInputs:
+    """The inputs of ``shoals book-var`` from files: the market of ``quotes`` (calibrated) or ``market`` (default
+    the embedded example, as :func:`shoals.risk.run.run_book`), the ``book`` (default the embedded 150-trade
+    book), its local vol grid, and ``scenarios`` (a :class:`Scenarios`, or a count of
+    :func:`simulated_scenarios` with ``scenario_options`` and ``seed``) or the overlapping windows of a daily
+    ``history`` file (:func:`historical_scenarios`), over ``horizon_days``; ``method`` ``"pde"`` or ``"mc"``
+    (:func:`shoals.risk.run.pricing_method`)."""
     from shoals.data import path as example_path
     from shoals.io.book import read_book
     from shoals.market.local_vol import build_local_vol
     from shoals.risk.run import EXAMPLE_BOOK, _market_stage, pricing_method
 
     clock = time.perf_counter()
+    pricing = pricing_method(method, seed=seed, paths=paths)
     snapshot, _, _ = _market_stage(quotes, market, spot)
     rows = read_book(book if book is not None else example_path(EXAMPLE_BOOK))
     maturities = [r.fields["maturity"] for r in rows if r.error is None and "maturity" in r.fields]
@@ -541,7 +547,5 @@ def run_book_var(*, quotes=None, market=None, book=None, spot: float | None = No
     elif not isinstance(scenarios, Scenarios):
         scenarios = simulated_scenarios(snapshot, scenarios, horizon_days=horizon_days, seed=seed,
                                         **scenario_options)
-    market_seconds = time.perf_counter() - clock
-    result = book_var(rows, snapshot, grid, scenarios, method=pricing_method(method, seed=seed, paths=paths),
-                      levels=levels, executor=executor, approximation=approximation, progress=progress)
-    return replace(result, timings={"market": market_seconds, **result.timings})
+    return BookVarInputs(rows=rows, snapshot=snapshot, grid=grid, scenarios=scenarios, method=pricing,
+                         seconds=time.perf_counter() - clock)
