@@ -410,15 +410,12 @@ def _sensitivities(rows, snapshot, local_vol, method, executor, vega: bool):
     pillars = int(np.asarray(snapshot.surface.expiries).size)
     greeks = np.full((len(rows), 3), np.nan)
     ladder = np.zeros((len(rows), pillars))
-    status = [""] * len(rows)
     for chunk, result in zip(chunks, results):
         index = list(chunk.indices)
         greeks[index] = result.frame[["price", "delta", "gamma"]].to_numpy(dtype=np.float64)
-        for i, value in zip(index, result.frame["status"]):
-            status[i] = value
         if vega:
             ladder[index] = ladder_from_bumps(result.bump_values, size=VOL_POINT)
-    return greeks, (ladder if vega else None), status
+    return greeks, (ladder if vega else None)
 
 
 def revalue(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: Scenarios | None, *, method,
@@ -483,7 +480,7 @@ def book_var(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: 
     approximate = np.full(scenarios.count, np.nan)
     ladder = None
     if approximation:
-        greeks, ladder, _ = _sensitivities(rows, snapshot, local_vol, method, executor,
+        greeks, ladder = _sensitivities(rows, snapshot, local_vol, method, executor,
                                            vega=bool(np.any(scenarios.vol_shift != 0.0)))
         trades["delta"], trades["gamma"] = greeks[:, 1], greeks[:, 2]
         spot = float(np.asarray(snapshot.spot))
