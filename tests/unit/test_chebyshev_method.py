@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,14 @@ def test_errors_name_the_field():
     assert error.value.field == "instrument.strike"
     with pytest.raises(UnsupportedError):
         method.price(contract, object())
+
+
+def test_a_built_method_pickles_with_its_proxies_for_process_workers():
+    base = CountingClosedForm()
+    method = Chebyshev(base=base, domain={"spot": (80.0, 120.0)}, nodes=9)
+    contract, market = European(strike=100.0, maturity=1.0), FlatMarket(spot=np.array([90.0, 111.0]), rate=0.0,
+                                                                         vol=0.2)
+    before = method.price(contract, market).value
+    copy = pickle.loads(pickle.dumps(method))
+    np.testing.assert_array_equal(copy.price(contract, market).value, before)
+    assert copy.base.calls == [9]                                     # priced by the shipped proxy

@@ -224,6 +224,11 @@ class ChebyshevProxy:
         object.__setattr__(self, "upper", np.asarray(self.upper, dtype=np.float64))
         object.__setattr__(self, "names", tuple(self.names))
 
+    def __getstate__(self):
+        """Pickle without the compiled evaluators (per process; rebuilt on first use after unpickling),
+        so that a proxy, or a :class:`Chebyshev` method holding built proxies, ships to workers."""
+        return {**self.__dict__, "_cache": {}}
+
     # -------------------------------------------------------------------------------- construction
     @staticmethod
     def grid(domain, nodes) -> np.ndarray:
