@@ -10,10 +10,11 @@ import pytest
 import shoals  # noqa: F401  (enables float64)
 from shoals.errors import InputError, UnsupportedError
 from shoals.execution import SerialExecutor
-from shoals.instruments import European
+from shoals.instruments import Asian, European
 from shoals.market import FlatMarket
 from shoals.methods import Chebyshev, ClosedForm, FiniteDifference, price
 from shoals.methods.chebyshev import ChebyshevProxy, PiecewiseChebyshevProxy
+from shoals.results import PriceResult
 
 RNG = np.random.default_rng(77)
 DOMAIN = {"spot": (80.0, 120.0), "vol": (0.12, 0.4), "maturity": (0.5, 1.5)}
@@ -123,3 +124,34 @@ def test_a_built_method_pickles_with_its_proxies_for_process_workers():
     copy = pickle.loads(pickle.dumps(method))
     np.testing.assert_array_equal(copy.price(contract, market).value, before)
     assert copy.base.calls == [9]                                     # priced by the shipped proxy
+
+
+class SpotSquared:
+    """A base pricing any contract at spot^2 vol (to test contracts with NaN fields), counting calls."""
+
+    name = "spot-squared"
+
+    def __init__(self):
+        self.calls = 0
+
+    def supports(self, instrument, market):
+        return True
+
+    def price(self, instrument, market):
+        self.calls += 1
+        return PriceResult(value=np.asarray(market.spot) ** 2 * np.asarray(market.vol), method=self.name)
+
+
+def test_nan_fields_are_one_contract_and_nodes_may_be_a_sequence():
+    base = SpotSquared()
+    method = Chebyshev(base=base, domain={"spot": (50.0, 150.0), "vol": (0.1, 0.5)}, nodes=(3, 2))
+    floating = Asian(maturity=np.array([1.0, 1.0]), fixings=12, floating=True)    # strike NaN
+    for _ in range(2):
+        got = method.price(floating, FlatMarket(spot=np.array([60.0, 140.0]), rate=0.0, vol=0.3))
+    assert base.calls == 1 and method.nodes == {"spot": 3, "vol": 2}
+    np.testing.assert_allclose(got.value, [1080.0, 5880.0], rtol=1e-12)         # exact: degree (2, 1)
+    np.testing.assert_allclose(got.greeks["gamma"], [0.6, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(got.greeks["vega"], [3600.0, 19600.0], rtol=1e-12)
+    with pytest.raises(InputError) as error:
+        Chebyshev(domain={"spot": (50.0, 150.0), "vol": (0.1, 0.5)}, nodes=(3, 2, 4))
+    assert error.value.field == "nodes"

@@ -640,9 +640,12 @@ def _price_nodes(points, shared):
 
 
 def _uniform(value, label: str):
-    """The single value of a field that must be the same across the batch (the proxy is one contract)."""
+    """The single value of a field that must be the same across the batch (the proxy is one contract);
+    NaN equals NaN here (e.g. the strike of a floating-strike Asian)."""
     array = np.asarray(value)
-    if array.size and np.any(array != array.reshape(-1)[0]):
+    first = array.reshape(-1)[0] if array.size else array
+    both_nan = np.isnan(array) & np.isnan(first) if np.issubdtype(array.dtype, np.floating) else False
+    if array.size and np.any((array != first) & ~both_nan):
         raise InputError(f"{label} varies across the batch but is not a proxy variable; price each contract "
                          "with its own method or add it to the domain", field=label)
     return array.reshape(-1)[0].item() if array.size else array.item()
@@ -653,7 +656,8 @@ class Chebyshev:
     """Pricing method: the Chebyshev proxy of ``base``'s price over market and contract variables.
 
     ``domain`` maps variables to (lower, upper): ``spot``, ``vol``, ``rate`` (the :class:`FlatMarket`
-    fields) and ``maturity`` (the instrument's, in years); ``nodes`` one count or a count per variable;
+    fields) and ``maturity`` (the instrument's, in years); ``nodes`` one count, a count per variable
+    (a mapping, or a sequence in the domain's order);
     ``splits`` interior points per variable (a barrier, a strike: the box is cut there and each cell
     interpolated, :class:`PiecewiseChebyshevProxy`).  ``price(instrument, market)`` builds the proxy of
     the contract on first use (the base priced at all nodes in one batched call, or in blocks of
@@ -690,7 +694,15 @@ class Chebyshev:
             raise InputError(f"unsupported variable(s) {unknown}; a proxy runs over some of "
                              f"{', '.join(VARIABLES)}", field="domain", value=unknown)
         object.__setattr__(self, "domain", domain)
-        nodes = self.nodes if isinstance(self.nodes, Mapping) else {name: self.nodes for name in domain}
+        if isinstance(self.nodes, Mapping):
+            nodes = dict(self.nodes)
+        elif np.ndim(self.nodes) == 0:
+            nodes = {name: self.nodes for name in domain}
+        elif len(self.nodes) == len(domain):
+            nodes = dict(zip(domain, self.nodes))
+        else:
+            raise InputError(f"need one node count or one per variable of {list(domain)}", field="nodes",
+                             value=self.nodes)
         if set(nodes) != set(domain):
             raise InputError(f"nodes must name the domain's variables {list(domain)}", field="nodes",
                              value=self.nodes)
@@ -743,9 +755,9 @@ class Chebyshev:
 
     def _proxy(self, instrument, market):
         key = (type(instrument),) + tuple(
-            (f"instrument.{f.name}", _uniform(getattr(instrument, f.name), f"instrument.{f.name}"))
+            (f"instrument.{f.name}", repr(_uniform(getattr(instrument, f.name), f"instrument.{f.name}")))
             for f in dataclasses.fields(instrument) if f.name not in self.domain) + tuple(
-            (f"market.{f.name}", _uniform(getattr(market, f.name), f"market.{f.name}"))
+            (f"market.{f.name}", repr(_uniform(getattr(market, f.name), f"market.{f.name}")))
             for f in dataclasses.fields(market) if f.name not in self.domain)
         if key not in self._cache:
             self._cache[key] = self.build(instrument, market)
