@@ -5,7 +5,8 @@ trades (the embedded 150-trade example mix, replicated with unique ids; default 
 Prints:
 
 * wall time of the pricing stage (the executor's part: chunks out, results back) and of the whole run, serial
-  and on Dask, and their ratio (serial / Dask, so > 1 means Dask is faster);
+  and on Dask, and their ratio (serial / Dask, so > 1 means Dask is faster); the serial run's CPU time (XLA
+  already spreads one process over the cores);
 * the tasks (chunks) and their compute time on the workers (Dask's task stream), the parallel efficiency
   (compute / (wall x workers)) and the overhead per task: the pricing wall x workers minus the compute, per
   task (scheduling, result transfer, load imbalance), and the wall time per empty task on the warm cluster
@@ -53,12 +54,13 @@ def noop(task, shared):
     return task
 
 
-def timed_run(book: Path, executor) -> tuple[float, object]:
+def timed_run(book: Path, executor) -> tuple[float, float, object]:
+    """Wall seconds, this process's CPU seconds (all its threads: XLA's included) and the result of one run."""
     from shoals.risk.run import run_book
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = run_book(book=book, executor=executor, vega=False)
-    return time.perf_counter() - started, result
+    return time.perf_counter() - started, time.process_time() - cpu, result
 
 
 def shipping(executor, shared) -> dict:
@@ -99,9 +101,10 @@ def main() -> None:
         book = replicated_book(arguments.trades, Path(folder))
         serial_runs = []
         for _ in range(arguments.repeats):
-            wall, result = timed_run(book, SerialExecutor())
-            serial_runs.append({"wall_s": wall, "pricing_s": result.timings["pricing"]})
-            print(f"serial:        run {wall:8.2f} s   pricing {result.timings['pricing']:8.2f} s", flush=True)
+            wall, cpu, result = timed_run(book, SerialExecutor())
+            serial_runs.append({"wall_s": wall, "cpu_s": cpu, "pricing_s": result.timings["pricing"]})
+            print(f"serial:        run {wall:8.2f} s   pricing {result.timings['pricing']:8.2f} s   CPU {cpu:8.2f} s "
+                  f"({cpu / wall:.2f} cores: XLA's own threads)", flush=True)
         serial_trades = result.trades
         with DaskExecutor(workers=arguments.workers) as executor:
             client = executor.client
@@ -119,7 +122,7 @@ def main() -> None:
             dask_runs = []
             for _ in range(arguments.repeats):
                 with distributed.get_task_stream(client) as stream:
-                    wall, result = timed_run(book, executor)
+                    wall, _, result = timed_run(book, executor)
                 compute = [sum(stop - start for action, start, stop in
                                ((s["action"], s["start"], s["stop"]) for s in record["startstops"])
                                if action == "compute")

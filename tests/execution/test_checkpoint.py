@@ -162,3 +162,8 @@ def test_the_book_pipeline_interrupted_then_resumed_equals_an_uninterrupted_run(
     with pytest.raises(InputError) as caught:
         run_book(market=snapshot, book=book, vega=False, seed=1, resume=True)
     assert caught.value.field == "checkpoint"
+
+
+def test_a_missing_book_is_reported_by_the_reader_not_by_the_checkpoint(tmp_path):
+    with pytest.raises(InputError, match="missing.csv"):
+        run_book(market=skewed_snapshot(), book=tmp_path / "missing.csv", vega=False, checkpoint=tmp_path / "c")

@@ -18,8 +18,11 @@ random numbers, and no AAD ladder (reverse mode through the path simulation is n
 get the bump ladder only (:data:`AAD_EXCLUDED`): the summary says how many trades are bump-only.  The per-trade ``vega`` column is the sum of the trade's bump ladder, i.e. the central difference
 for a parallel move of every slice's ATM vol (shape kept in total variance).
 
+Checkpoint.  With ``checkpoint=`` each chunk's result is stored as it completes and ``resume=True`` prices
+only the chunks an interrupted run did not finish (:mod:`shoals.execution.checkpoint`, docs/run.md).
+
 Validation: tests/consistency/test_run_pipeline.py (ladder agreement, broken rows, serial == processes),
-tests/unit/test_cli_run.py.
+tests/unit/test_cli_run.py, tests/execution/test_checkpoint.py (interrupted then resumed == uninterrupted).
 """
 
 from __future__ import annotations
@@ -285,8 +288,11 @@ def _run_inputs(*, quotes, market, book, spot, method, vega, aad, seed, paths) -
             "aad": aad, "seed": seed, "paths": paths, "chunk_cost": CHUNK_COST}
 
 
-def _digest(source) -> str:
-    return file_digest(source) if isinstance(source, str | os.PathLike) else object_digest(source)
+def _digest(source) -> str | None:
+    # A path that is no file gets None: reading it reports the problem (an InputError naming the file).
+    if isinstance(source, str | os.PathLike):
+        return file_digest(source) if os.path.isfile(source) else None
+    return object_digest(source)
 
 
 def _market_stage(quotes, market, spot):
