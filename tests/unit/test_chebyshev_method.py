@@ -75,6 +75,9 @@ def test_built_once_per_contract_and_through_an_executor():
     first = method.price(European(strike=100.0, maturity=1.0), market)
     method.price(European(strike=100.0, maturity=1.0), FlatMarket(spot=110.0, rate=0.01, vol=0.3))
     assert base.calls == [17, 16, 16, 16, 16]                         # 81 nodes in blocks of <= 20, once
+    batched_rate = method.price(European(strike=100.0, maturity=1.0),
+                                FlatMarket(spot=101.0, rate=np.full(3, 0.01), vol=0.2))
+    assert batched_rate.value.shape == (3,) and len(base.calls) == 5  # same contract and market: cached
     method.price(European(strike=105.0, maturity=1.0), market)        # another contract: a new proxy
     assert sum(base.calls[5:]) == 81
     plain = Chebyshev(base=ClosedForm(), domain={"spot": (80.0, 120.0), "vol": (0.1, 0.4)}, nodes=9)

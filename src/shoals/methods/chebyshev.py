@@ -723,19 +723,26 @@ class Chebyshev:
     def supports(self, instrument, market) -> bool:
         return isinstance(market, FlatMarket) and self.base.supports(instrument, market)
 
-    def build(self, instrument, market):
-        """The proxy (:class:`ChebyshevProxy`, or :class:`PiecewiseChebyshevProxy` with splits) of the base's
-        price of ``instrument`` (one contract) in ``market`` as a function of the domain's variables."""
+    def _fixed(self, instrument, market):
+        """The contract's and the market's fields that are not variables (one value each, the proxy being
+        one contract in one market up to its variables)."""
         if not isinstance(market, FlatMarket):
             raise UnsupportedError(f"the Chebyshev method varies the fields of a FlatMarket, not "
                                    f"{type(market).__name__}")
-        fixed = {f.name: _uniform(getattr(instrument, f.name), f"instrument.{f.name}")
-                 for f in dataclasses.fields(instrument) if f.name not in self.domain}
-        contract = type(instrument)(**fixed, **{name: 0.5 * sum(self.domain[name]) for name in self.domain
-                                                 if VARIABLES[name][0] == "instrument"})
-        scenario = FlatMarket(**{f.name: (0.5 * sum(self.domain[f.name]) if f.name in self.domain else
-                                          _uniform(getattr(market, f.name), f"market.{f.name}"))
-                                 for f in dataclasses.fields(market)})
+        return ({f.name: _uniform(getattr(instrument, f.name), f"instrument.{f.name}")
+                 for f in dataclasses.fields(instrument) if f.name not in self.domain},
+                {f.name: _uniform(getattr(market, f.name), f"market.{f.name}")
+                 for f in dataclasses.fields(market) if f.name not in self.domain})
+
+    def build(self, instrument, market):
+        """The proxy (:class:`ChebyshevProxy`, or :class:`PiecewiseChebyshevProxy` with splits) of the base's
+        price of ``instrument`` (one contract) in ``market`` as a function of the domain's variables."""
+        fixed_contract, fixed_market = self._fixed(instrument, market)
+        centre = {name: 0.5 * sum(self.domain[name]) for name in self.domain}
+        contract = type(instrument)(**fixed_contract, **{name: centre[name] for name in self.domain
+                                                          if VARIABLES[name][0] == "instrument"})
+        scenario = FlatMarket(**fixed_market, **{name: centre[name] for name in self.domain
+                                                 if VARIABLES[name][0] == "market"})
         base = self.base
         if dataclasses.is_dataclass(base) and any(f.name == "vega" for f in dataclasses.fields(base)):
             base = dataclasses.replace(base, vega=False)
@@ -754,26 +761,20 @@ class Chebyshev:
         return ChebyshevProxy.build(lambda points: _price_nodes(points, shared), box, nodes, **options)
 
     def _proxy(self, instrument, market):
-        key = (type(instrument),) + tuple(
-            (f"instrument.{f.name}", repr(_uniform(getattr(instrument, f.name), f"instrument.{f.name}")))
-            for f in dataclasses.fields(instrument) if f.name not in self.domain) + tuple(
-            (f"market.{f.name}", repr(_uniform(getattr(market, f.name), f"market.{f.name}")))
-            for f in dataclasses.fields(market) if f.name not in self.domain)
+        fixed_contract, fixed_market = self._fixed(instrument, market)
+        key = (type(instrument), repr(sorted(fixed_contract.items())), repr(sorted(fixed_market.items())))
         if key not in self._cache:
             self._cache[key] = self.build(instrument, market)
         return self._cache[key]
 
     def price(self, instrument, market) -> PriceResult:
         """Value and Greeks (delta, gamma, vega, rho, theta for the variables in the domain) by the proxy."""
-        if not isinstance(market, FlatMarket):
-            raise UnsupportedError(f"the Chebyshev method varies the fields of a FlatMarket, not "
-                                   f"{type(market).__name__}")
         proxy = self._proxy(instrument, market)
         owners = {"market": market, "instrument": instrument}
         columns = [np.asarray(getattr(owners[VARIABLES[name][0]], VARIABLES[name][1]), dtype=np.float64)
                    for name in self.names]
-        shape = np.broadcast_shapes(*(c.shape for c in columns), *(
-            np.shape(getattr(instrument, f.name)) for f in dataclasses.fields(instrument)))
+        shape = np.broadcast_shapes(*(np.shape(getattr(owner, f.name)) for owner in (instrument, market)
+                                      for f in dataclasses.fields(owner)))
         points = np.stack([np.broadcast_to(c, shape).reshape(-1) for c in columns], axis=1)
         for i, name in enumerate(self.names):
             lower, upper = self.domain[name]
