@@ -1,7 +1,7 @@
 """DaskExecutor: serial == dask bit for bit, shared scattered once per worker, task order, errors, progress,
 a killed worker (tasks rerun elsewhere), a cluster that loses `shared` (WorkerLostError, then recovery), the
-``dask-local`` / ``dask://`` specs against a scheduler and a worker started as separate processes, and the
-book pipeline on Dask == serial.
+``dask-local`` / ``dask://`` specs and ``shoals run --executor dask://...`` against a scheduler and a worker
+started as separate processes, and the book pipeline on Dask == serial.
 
 One local cluster of two worker processes serves the module (started once, ~5 s).  The task functions are
 module-level so that the workers can import this module (the spawned workers get the parent's sys.path; the
@@ -331,3 +331,27 @@ def test_a_scheduler_and_worker_started_by_hand_via_the_dask_spec(scheduler_and_
         with pytest.raises(TaskError) as caught:
             executor.map(fail_on_three, range(5))
         assert caught.value.index == 3
+
+
+def test_shoals_run_against_a_scheduler_started_by_hand(scheduler_and_worker, tmp_path):
+    """`shoals run --executor dask://127.0.0.1:PORT` on a market file and a two-trade book writes the same
+    trades table as `--executor serial`."""
+    from typer.testing import CliRunner
+
+    from shoals.cli.main import app
+    from shoals.io.market import write_market
+
+    market, book = tmp_path / "market.json", tmp_path / "book.csv"
+    write_market(skewed_snapshot(), market)
+    book.write_text("id,instrument,option_type,strike,maturity,quantity,notional,barrier,barrier_type\n"
+                    "eu,european,call,100,0.6,2,10,,\n"
+                    "dao,barrier,call,100,0.5,-1,5,85,down-and-out\n")
+    tables = {}
+    for spec in ("serial", f"dask://127.0.0.1:{scheduler_and_worker}"):
+        out = tmp_path / spec.split(":")[0]
+        result = CliRunner().invoke(app, ["run", "--market", str(market), "--book", str(book), "--no-vega",
+                                          "--executor", spec, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        tables[spec] = (out / "trades.csv").read_text()
+    serial, on_dask = tables.values()
+    assert on_dask == serial and serial.count(",ok,") == 2

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 console = Console()
 errors = Console(stderr=True)
+
+#: The inputs of the book commands (``shoals run``, ``shoals book-var``).
+QuotesOption = Annotated[Path | None, typer.Option(
+    "--quotes", help="Option quotes (CSV/Parquet) to calibrate; default: the embedded example (spot 100).")]
+MarketOption = Annotated[Path | None, typer.Option(
+    "--market", help="Market file (JSON, as written by `shoals calibrate`) instead of quotes.")]
+BookOption = Annotated[Path | None, typer.Option(
+    "--book", help="Book file (CSV/Parquet/JSON, BOOK_SCHEMA.md); default: the embedded 150-trade book.")]
+SpotOption = Annotated[float | None, typer.Option("--spot", help="Spot for quotes without a spot column.")]
 
 
 def fail(message: str) -> None:

@@ -17,7 +17,16 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from shoals.cli.common import console, errors, fail
+from shoals.cli.common import (
+    BookOption,
+    MarketOption,
+    QuotesOption,
+    SpotOption,
+    console,
+    enable_compilation_cache,
+    errors,
+    fail,
+)
 from shoals.data import path as data_path
 from shoals.errors import ShoalsError
 from shoals.risk.hedging import hedged_pnl
@@ -212,13 +221,10 @@ def _excluded(result, rows) -> list[dict]:
 
 
 def book_var(
-    quotes: Annotated[Path | None, typer.Option(
-        "--quotes", help="Option quotes (CSV/Parquet) to calibrate; default: the embedded example (spot 100).")] = None,
-    market: Annotated[Path | None, typer.Option(
-        "--market", help="Market file (JSON, as written by `shoals calibrate`) instead of quotes.")] = None,
-    book: Annotated[Path | None, typer.Option(
-        "--book", help="Book file (CSV/Parquet/JSON, BOOK_SCHEMA.md); default: the embedded 150-trade book.")] = None,
-    spot: Annotated[float | None, typer.Option("--spot", help="Spot for quotes without a spot column.")] = None,
+    quotes: QuotesOption = None,
+    market: MarketOption = None,
+    book: BookOption = None,
+    spot: SpotOption = None,
     method: Annotated[str, typer.Option("--method", help="pde (Monte Carlo where the PDE declines) or mc.")] = "pde",
     scenarios: Annotated[int, typer.Option(
         "--scenarios", help="Simulated scenarios (each reprices the whole book: ~5 s for the example book on "
@@ -260,7 +266,6 @@ def book_var(
     beside the delta-gamma-vega approximation and its error (or, with --proxy, by Chebyshev proxies)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from shoals.cli.common import enable_compilation_cache
     from shoals.execution import executor_from_spec
     from shoals.risk.proxy_revaluation import proxy_book_var
     from shoals.risk.revaluation import book_var as full_revaluation_var

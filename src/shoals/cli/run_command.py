@@ -16,7 +16,16 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shoals.cli.common import console, enable_compilation_cache, errors, fail
+from shoals.cli.common import (
+    BookOption,
+    MarketOption,
+    QuotesOption,
+    SpotOption,
+    console,
+    enable_compilation_cache,
+    errors,
+    fail,
+)
 
 #: The subfolder of --out holding the run's checkpoint (one file per finished chunk, and a manifest).
 CHECKPOINT = "checkpoint"
@@ -59,12 +68,9 @@ def _ladder_table(result) -> Table:
 
 
 def run(
-    quotes: Annotated[Path | None, typer.Option(
-        "--quotes", help="Option quotes (CSV/Parquet) to calibrate; default: the embedded example (spot 100).")] = None,
-    market: Annotated[Path | None, typer.Option(
-        "--market", help="Market file (JSON, as written by `shoals calibrate`) instead of quotes.")] = None,
-    book: Annotated[Path | None, typer.Option(
-        "--book", help="Book file (CSV/Parquet/JSON, BOOK_SCHEMA.md); default: the embedded 150-trade book.")] = None,
+    quotes: QuotesOption = None,
+    market: MarketOption = None,
+    book: BookOption = None,
     method: Annotated[RunMethod, typer.Option(
         "--method", help="pde: Crank-Nicolson (Monte Carlo where the PDE declines); mc: Monte Carlo.")] = RunMethod.pde,
     executor: Annotated[str, typer.Option(
@@ -78,7 +84,7 @@ def run(
     vega: Annotated[bool, typer.Option("--vega/--no-vega", help="Vega ladder by bump and AAD.")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
     paths: Annotated[int | None, typer.Option("--paths", help="Monte Carlo paths per trade.")] = None,
-    spot: Annotated[float | None, typer.Option("--spot", help="Spot for quotes without a spot column.")] = None,
+    spot: SpotOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with 1 when any trade failed.")] = False,
 ) -> None:
     """Run the whole book pipeline: quotes -> forwards -> SVI surface -> arbitrage report -> local vol ->

@@ -242,14 +242,9 @@ class ProcessExecutor:
                     if isinstance(error, BrokenProcessPool):
                         lost.append(index)
                         broken = error
-                    elif error is None:
-                        results[index] = future.result()
-                        if on_result is not None:
-                            on_result(index, results[index])
-                    elif return_exceptions:
-                        results[index] = error
                     else:
-                        raise _task_error(index, total, error) from error
+                        settle(results, index, future, error, return_exceptions=return_exceptions,
+                               on_result=on_result)
                     done += 1
                     if progress is not None:
                         progress(done, total)
@@ -381,6 +376,20 @@ def _start_order(order: Sequence[int] | None, count: int) -> list[int]:
         raise InputError(f"order must be a permutation of the {count} task indices", field="order",
                          value=order)
     return order
+
+
+def settle(results: list, index: int, future, error, *, return_exceptions: bool, on_result) -> None:
+    """Record the outcome of finished task ``index`` (``error`` its exception or None): its result in
+    ``results`` (then ``on_result(index, result)``), or the exception with ``return_exceptions``, else raise
+    :class:`TaskError`.  The step every executor's gather loop shares."""
+    if error is None:
+        results[index] = future.result()
+        if on_result is not None:
+            on_result(index, results[index])
+    elif return_exceptions:
+        results[index] = error
+    else:
+        raise _task_error(index, len(results), error) from error
 
 
 def _task_error(index: int, total: int, error: BaseException) -> TaskError:

@@ -25,7 +25,7 @@ from shoals.execution.executors import (
     WorkerLostError,
     _format_indices,
     _start_order,
-    _task_error,
+    settle,
 )
 
 INSTALL_HINT = 'pip install "shoals[scaler]"'
@@ -186,14 +186,9 @@ class ScalerExecutor:
                             continue
                         lost.append(index)
                         cause = cause or error
-                    elif error is None:
-                        results[index] = future.result()
-                        if on_result is not None:
-                            on_result(index, results[index])
-                    elif return_exceptions:
-                        results[index] = error
                     else:
-                        raise _task_error(index, total, error) from error
+                        settle(results, index, future, error, return_exceptions=return_exceptions,
+                               on_result=on_result)
                     done += 1
                     if progress is not None:
                         progress(done, total)

@@ -39,6 +39,7 @@ from itertools import pairwise
 
 import jax.numpy as jnp
 import numpy as np
+from numpy.polynomial.chebyshev import chebvander
 
 from shoals.errors import InputError
 from shoals.execution import SerialExecutor, cost_sorted_order
@@ -50,6 +51,7 @@ from shoals.market.local_vol import LocalVolGrid
 from shoals.methods import FiniteDifference
 from shoals.risk.revaluation import Scenarios, revalue, scenario_market, scenario_rows
 from shoals.risk.run import _trade_cost, book_chunks
+from shoals.risk.var import confidence_levels, var_figures
 
 #: Default Chebyshev nodes per cell along the spot return and along the vol factor.
 SPOT_NODES = 9
@@ -135,10 +137,11 @@ def price_nodes(task: ProxyTask, shared: ProxyMarket) -> np.ndarray:
 
 
 def _evaluate(coefficients, lower, upper, points) -> np.ndarray:
-    """The 2-D Chebyshev series ``coefficients`` (n_x, n_u) on the box at ``points`` (m, 2)."""
+    """The 2-D Chebyshev series ``coefficients`` (n_x, n_u) on the box at ``points`` (m, 2): the Chebyshev
+    Vandermonde rows (NumPy's ``chebvander``) of each coordinate contracted with the coefficients."""
     t = [(2.0 * points[:, i] - (lower[i] + upper[i])) / (upper[i] - lower[i]) for i in range(2)]
-    basis_x = np.asarray(chebyshev.bases(jnp.asarray(t[0]), coefficients.shape[0], 0)[0])
-    basis_u = np.asarray(chebyshev.bases(jnp.asarray(t[1]), coefficients.shape[1], 0)[0])
+    basis_x = chebvander(t[0], coefficients.shape[0] - 1)
+    basis_u = chebvander(t[1], coefficients.shape[1] - 1)
     return np.einsum("mi,ij,mj->m", basis_x, coefficients, basis_u)
 
 
@@ -174,11 +177,8 @@ class ProxyVarResult:
     timings: dict = field(default_factory=dict)
 
     def figures(self) -> dict:
-        out = {}
-        for level, var, cvar in zip(self.levels, self.var, self.cvar):
-            out[f"var_{100 * level:g}"] = float(var)
-            out[f"cvar_{100 * level:g}"] = float(cvar)
-        return out
+        """``var_95``, ``cvar_95``, ... (:func:`shoals.risk.var.var_figures`)."""
+        return var_figures(self.levels, self.var, self.cvar)
 
 
 def _box(values, *, pad: float = 0.0) -> tuple:
@@ -195,9 +195,8 @@ def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios
     (its finite-difference member builds the proxies; trades it declines are revalued exactly).
     """
     from shoals.risk.run import _finite_difference
-    from shoals.risk.var import _levels
 
-    levels = _levels(levels)
+    levels = confidence_levels(levels)
     if scenarios.vol_factor is None:
         raise InputError("proxies need one-factor scenarios (simulated_scenarios or historical_scenarios); these "
                          "move the pillars independently", field="scenarios.vol_factor")

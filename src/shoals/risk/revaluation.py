@@ -61,6 +61,7 @@ from shoals.market.local_vol import LocalVolGrid, local_vol_on
 from shoals.methods import FiniteDifference, MonteCarlo
 from shoals.risk.book import Auto, price_book
 from shoals.risk.run import SharedMarket, _trade_cost, book_chunks, price_chunk
+from shoals.risk.var import confidence_levels, var_figures
 
 #: Scenarios per task: tasks never depend on the executor or its worker count.
 SCENARIO_BLOCK = 8
@@ -368,13 +369,8 @@ class BookVarResult:
 
     def figures(self) -> dict:
         """``var_95``, ``cvar_95``, ... (full revaluation) and the same with prefix ``approx_``."""
-        out = {}
-        for level, var, cvar, approx_var, approx_cvar in zip(self.levels, self.var, self.cvar,
-                                                              self.approximate_var, self.approximate_cvar):
-            tag = f"{100 * level:g}"
-            out.update({f"var_{tag}": float(var), f"cvar_{tag}": float(cvar),
-                        f"approx_var_{tag}": float(approx_var), f"approx_cvar_{tag}": float(approx_cvar)})
-        return out
+        return {**var_figures(self.levels, self.var, self.cvar),
+                **var_figures(self.levels, self.approximate_var, self.approximate_cvar, prefix="approx_")}
 
     def approximation_error(self) -> dict:
         """How far the delta-gamma-vega P&L is from full revaluation: largest and RMS absolute P&L error over
@@ -452,9 +448,8 @@ def book_var(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: 
     delta-gamma-vega P&L of the same scenarios (Greeks and the bump vega ladder from the pipeline's
     :func:`shoals.risk.run.price_chunk`).  ``progress(done, total)`` follows the revaluation tasks.
     """
-    from shoals.risk.var import _levels
 
-    levels = _levels(levels)
+    levels = confidence_levels(levels)
     pillars = np.asarray(snapshot.surface.expiries, dtype=np.float64)
     if scenarios.vol_shift.shape[1] != pillars.size:
         raise InputError(f"scenarios move {scenarios.vol_shift.shape[1]} pillars; the surface has {pillars.size}",

@@ -111,6 +111,16 @@ class Portfolio:
                    volatilities=data["volatilities"], correlation=data["correlation"], value=data["value"])
 
 
+def var_figures(levels, var, cvar, prefix: str = "") -> dict:
+    """``{prefix + "var_95": ..., prefix + "cvar_95": ..., ...}``: the level in percent (``var_97.5`` for 0.975)."""
+    out = {}
+    for level, value, tail in zip(levels, var, cvar):
+        tag = f"{100 * level:g}"
+        out[f"{prefix}var_{tag}"] = float(value)
+        out[f"{prefix}cvar_{tag}"] = float(tail)
+    return out
+
+
 @dataclass(frozen=True)
 class VarResult:
     """VaR and CVaR (expected shortfall) per confidence level, positive currency losses, with the P&L sample.
@@ -129,15 +139,10 @@ class VarResult:
 
     def figures(self) -> dict:
         """``{"var_95": ..., "cvar_95": ..., ...}`` with the level in percent (``var_97.5`` for 0.975)."""
-        out = {}
-        for level, var, cvar in zip(self.levels, self.var, self.cvar):
-            tag = f"{100 * level:g}"
-            out[f"var_{tag}"] = float(var)
-            out[f"cvar_{tag}"] = float(cvar)
-        return out
+        return var_figures(self.levels, self.var, self.cvar)
 
 
-def _levels(levels: Sequence[float]) -> tuple:
+def confidence_levels(levels: Sequence[float]) -> tuple:
     array = np.atleast_1d(np.asarray(levels, dtype=np.float64))
     bad = np.flatnonzero(~((array > 0) & (array < 1)))
     if bad.size:
@@ -178,7 +183,7 @@ def value_at_risk(portfolio: Portfolio, *, horizon_days: int = 10, levels: Seque
         raise InputError(f"must be 'portfolio' or 'assets', got {draws!r}", field="draws", value=draws)
     if model not in ("notebook", "gbm"):
         raise InputError(f"must be 'notebook' or 'gbm', got {model!r}", field="model", value=model)
-    levels = _levels(levels)
+    levels = confidence_levels(levels)
     returns = kernels.simulate_portfolio_returns(
         seed=int(seed), weights=portfolio.weights, expected_returns=portfolio.expected_returns,
         volatilities=portfolio.volatilities, correlation=portfolio.correlation, scenarios=simulations,
@@ -217,7 +222,7 @@ def historical_var(returns_table, weights, value: float, horizon_days: int = 1,
     if horizon_days > table.shape[0]:
         raise InputError(f"horizon of {horizon_days} days exceeds the {table.shape[0]} days of returns",
                          field="horizon_days", value=horizon_days)
-    levels = _levels(levels)
+    levels = confidence_levels(levels)
     pnl = float(value) * np.asarray(kernels.horizon_returns(table, weights, days=horizon_days))
     var, cvar = kernels.var_cvar(-pnl, np.asarray(levels))
     return VarResult(levels=levels, var=np.asarray(var), cvar=np.asarray(cvar), pnl=pnl,
