@@ -32,20 +32,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from shoals.cli.common import enable_compilation_cache
-    from shoals.data import path
     from shoals.execution import executor_from_spec
-    from shoals.io.book import read_book
-    from shoals.market.local_vol import build_local_vol
     from shoals.risk.proxy_revaluation import proxy_book_var
-    from shoals.risk.revaluation import book_var, simulated_scenarios
-    from shoals.risk.run import EXAMPLE_BOOK, _market_stage, pricing_method
+    from shoals.risk.revaluation import book_var, book_var_inputs
 
     enable_compilation_cache()
-    snapshot, _, _ = _market_stage(None, None, None)
-    rows = read_book(path(EXAMPLE_BOOK))
-    grid, _ = build_local_vol(snapshot, t_max=max(r.fields["maturity"] for r in rows))
-    scenarios = simulated_scenarios(snapshot, args.scenarios, horizon_days=10, seed=args.seed)
-    method = pricing_method("pde")
+    inputs = book_var_inputs(scenarios=args.scenarios, horizon_days=10, seed=args.seed)
+    rows, snapshot, grid, scenarios, method = (inputs.rows, inputs.snapshot, inputs.grid, inputs.scenarios,
+                                               inputs.method)
     levels = (0.95, 0.99)
     nodes = {"spot_nodes": args.spot_nodes, "vol_nodes": args.vol_nodes}
     with executor_from_spec(args.executor) as executor:

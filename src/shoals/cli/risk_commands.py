@@ -210,16 +210,6 @@ def _book_var_table(result, scenarios, proxy: bool) -> Table:
     return table
 
 
-def _excluded(result, rows) -> list[dict]:
-    """The trades left out of the P&L with their reasons."""
-    if hasattr(result, "trades"):
-        excluded = result.trades[result.trades["status"] != "ok"]
-        return excluded[["id", "status"]].to_dict(orient="records")
-    missing = ~np.all(np.isfinite(result.values), axis=0)
-    return [{"id": rows[i].id, "status": f"error: {rows[i].error}" if rows[i].error else "error: not priced"}
-            for i in np.flatnonzero(missing)]
-
-
 def book_var(
     quotes: QuotesOption = None,
     market: MarketOption = None,
@@ -304,7 +294,7 @@ def book_var(
     timings = {"inputs": inputs.seconds, **result.timings}
     console.print(f"{result.settings['included']} of {result.settings['trades']} trades in the P&L; "
                   f"stages: {', '.join(f'{k} {v:.2f} s' for k, v in timings.items())}", highlight=False)
-    excluded = _excluded(result, inputs.rows)
+    excluded = result.trades.loc[result.trades["status"] != "ok", ["id", "status"]].to_dict(orient="records")
     for record in excluded[:20]:
         errors.print(f"  left out {record['id']}: {record['status']}", highlight=False, soft_wrap=True)
     if json_file is not None:

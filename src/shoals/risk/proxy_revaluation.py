@@ -39,6 +39,7 @@ from itertools import pairwise
 
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from numpy.polynomial.chebyshev import chebvander
 
 from shoals.errors import InputError
@@ -49,8 +50,14 @@ from shoals.kernels import chebyshev
 from shoals.kernels import risk as kernels
 from shoals.market.local_vol import LocalVolGrid
 from shoals.methods import FiniteDifference
-from shoals.risk.revaluation import Scenarios, revalue, scenario_market, scenario_rows
-from shoals.risk.run import _trade_cost, book_chunks
+from shoals.risk.revaluation import (
+    Scenarios,
+    revalue,
+    scenario_market,
+    scenario_rows,
+    trade_table,
+)
+from shoals.risk.run import book_chunks, finite_difference_of, trade_cost
 from shoals.risk.var import confidence_levels, var_figures
 
 #: Default Chebyshev nodes per cell along the spot return and along the vol factor.
@@ -163,13 +170,15 @@ def _cell_values(node_values, cells, vol_box, points) -> tuple[np.ndarray, float
 class ProxyVarResult:
     """VaR/CVaR from proxy revaluation: ``pnl`` (N,) book P&L per scenario, ``values`` (N, T) per-unit proxy
     values, ``error_estimate`` (T,) each proxy's coefficient-decay estimate (per unit), ``exact`` (T,) True
-    where a trade was revalued exactly instead, ``repricings`` the number of trade repricings made."""
+    where a trade was revalued exactly instead, ``trades`` per trade (as :func:`trade_table`: status ``ok`` or
+    why it is left out), ``repricings`` the number of trade repricings made."""
 
     levels: tuple
     var: np.ndarray
     cvar: np.ndarray
     pnl: np.ndarray = field(repr=False)
     values: np.ndarray = field(repr=False)
+    trades: pd.DataFrame = field(repr=False)
     error_estimate: np.ndarray = field(repr=False)
     exact: np.ndarray = field(repr=False)
     repricings: int = 0
@@ -181,10 +190,9 @@ class ProxyVarResult:
         return var_figures(self.levels, self.var, self.cvar)
 
 
-def _box(values, *, pad: float = 0.0) -> tuple:
-    """[min, max] of ``values`` and 0, widened by ``pad`` of its width."""
-    low, high = min(float(np.min(values)), 0.0), max(float(np.max(values)), 0.0)
-    return low - pad * (high - low), high + pad * (high - low)
+def _box(values) -> tuple:
+    """[min, max] of ``values`` and 0."""
+    return min(float(np.min(values)), 0.0), max(float(np.max(values)), 0.0)
 
 
 def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios, *, method,
@@ -194,8 +202,6 @@ def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios
     (spot return, vol factor) (module docstring); ``method`` as for :func:`shoals.risk.revaluation.book_var`
     (its finite-difference member builds the proxies; trades it declines are revalued exactly).
     """
-    from shoals.risk.run import _finite_difference
-
     levels = confidence_levels(levels)
     if scenarios.vol_factor is None:
         raise InputError("proxies need one-factor scenarios (simulated_scenarios or historical_scenarios); these "
@@ -210,14 +216,14 @@ def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios
     u_box = _box(scenarios.vol_factor)
     flat_vol = u_box[0] == u_box[1]
     u_nodes = np.zeros(1) if flat_vol else chebyshev.grid_axes([u_box[0]], [u_box[1]], [vol_nodes])[0]
-    fd = _finite_difference(method)
+    fd = finite_difference_of(method)
     shared = ProxyMarket(snapshot=snapshot, local_vol=local_vol, vol_nodes=u_nodes, factor=scenarios.factor,
                          spot_nodes=int(spot_nodes), method=replace(fd, vega=False))
     chunks = [chunk for chunk in book_chunks(rows) if all(r.error is None for r in chunk.rows)]
     tasks = [ProxyTask(indices=chunk.indices, rows=chunk.rows, vol_index=m,
                        cells=tuple(trade_cells(r, x_box, base_spot) for r in chunk.rows))
              for chunk in chunks for m in range(u_nodes.size)]
-    order = cost_sorted_order([sum(_trade_cost(r) * len(c) for r, c in zip(t.rows, t.cells)) for t in tasks])
+    order = cost_sorted_order([sum(trade_cost(r) * len(c) for r, c in zip(t.rows, t.cells)) for t in tasks])
     results = executor.map(price_nodes, tasks, shared=shared, order=order, progress=progress,
                            return_exceptions=True)
     timings["nodes"] = time.perf_counter() - clock
@@ -227,39 +233,49 @@ def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios
     points = np.column_stack([scenarios.spot_return, scenarios.vol_factor])
     values = np.full((scenarios.count, count), np.nan)
     estimate = np.full(count, np.nan)
-    failed_chunks = {i for task, result in zip(tasks, results) if isinstance(result, Exception)
-                     for i in task.indices}
+    exact = np.ones(count, dtype=bool)
+    vol_box = (-1.0, 1.0) if flat_vol else u_box
     repricings = 0
-    for chunk in chunks:
-        members = [i for i in chunk.indices if i not in failed_chunks]
-        if not members:
-            continue
-        per_vol = [result for task, result in zip(tasks, results) if task.indices == chunk.indices]
-        nodes = np.stack(per_vol)                       # (vol nodes, trades, cells, spot nodes)
-        for position, i in enumerate(chunk.indices):
-            cells = trade_cells(rows[i], x_box, base_spot)
+    for first in range(0, len(tasks), u_nodes.size):                 # the vol nodes of one chunk
+        chunk_results = results[first:first + u_nodes.size]
+        if any(isinstance(result, Exception) for result in chunk_results):
+            continue                                                  # revalued exactly below
+        nodes = np.stack(chunk_results)                               # (vol nodes, trades, cells, spot nodes)
+        if flat_vol:
+            nodes = np.concatenate([nodes, nodes])                    # a constant second axis: exact for any u
+        task = tasks[first]
+        for position, (i, cells) in enumerate(zip(task.indices, task.cells)):
+            values[:, i], estimate[i] = _cell_values(nodes[:, position], cells, vol_box, points)
             repricings += len(cells) * spot_nodes * u_nodes.size
-            grid = nodes[:, position]
-            if flat_vol:
-                grid = np.concatenate([grid, grid])     # a constant second axis: exact for any u
-            box = (u_box[0], u_box[1]) if not flat_vol else (-1.0, 1.0)
-            values[:, i], estimate[i] = _cell_values(grid, cells, box, points)
-    exact = np.array([i in failed_chunks or rows[i].error is not None or not any(i in c.indices for c in chunks)
-                      for i in range(count)])
-    if exact.any():
-        subset = [rows[i] for i in np.flatnonzero(exact)]
-        exact_values, _, _ = revalue(subset, snapshot, local_vol, scenarios, method=method, executor=executor)
-        values[:, exact] = exact_values[1:]
-        repricings += len(subset) * scenarios.count
-    base = revalue(rows, snapshot, local_vol, None, method=method, executor=executor)[0][0]
+            exact[i] = False
+    failures: list = [None] * count
+    subset = np.flatnonzero(exact)
+    if subset.size:
+        exact_values, exact_failures, _ = revalue([rows[i] for i in subset], snapshot, local_vol, scenarios,
+                                                  method=method, executor=executor)
+        values[:, subset] = exact_values[1:]
+        repricings += subset.size * scenarios.count
+        for i, failure in zip(subset, exact_failures):
+            failures[i] = failure
+    base = np.full(count, np.nan)
+    proxied = np.flatnonzero(~exact)
+    base_values, base_failures, _ = revalue([rows[i] for i in proxied], snapshot, local_vol, None, method=method,
+                                            executor=executor)
+    base[proxied] = base_values[0]
+    if subset.size:
+        base[subset] = exact_values[0]
+    for i, failure in zip(proxied, base_failures):
+        failures[i] = failure
     repricings += count
     timings["evaluation"] = time.perf_counter() - clock
     scale = np.array([r.quantity * r.notional for r in rows], dtype=np.float64)
     included = np.all(np.isfinite(values), axis=0) & np.isfinite(base)
+    trades = trade_table(rows, base, included, failures)
     pnl = (values[:, included] - base[included]) @ scale[included]
     var, cvar = (np.asarray(a) for a in kernels.var_cvar(-pnl, np.asarray(levels)))
     settings = {"method": "chebyshev proxies", "spot_nodes": int(spot_nodes), "vol_nodes": int(u_nodes.size),
                 "spot_box": x_box, "vol_box": u_box, "trades": count, "included": int(included.sum()),
                 "exact_trades": int(exact.sum()), "scenarios": scenarios.settings}
-    return ProxyVarResult(levels=levels, var=var, cvar=cvar, pnl=pnl, values=values, error_estimate=estimate,
+    return ProxyVarResult(levels=levels, var=var, cvar=cvar, pnl=pnl, values=values, trades=trades,
+                          error_estimate=estimate,
                           exact=exact, repricings=repricings, settings=settings, timings=timings)

@@ -60,7 +60,15 @@ from shoals.kernels import risk as kernels
 from shoals.market.local_vol import LocalVolGrid, local_vol_on
 from shoals.methods import FiniteDifference, MonteCarlo
 from shoals.risk.book import Auto, price_book
-from shoals.risk.run import SharedMarket, _trade_cost, book_chunks, price_chunk
+from shoals.risk.run import (
+    SharedMarket,
+    book_and_local_vol,
+    book_chunks,
+    market_stage,
+    price_chunk,
+    pricing_method,
+    trade_cost,
+)
 from shoals.risk.var import confidence_levels, var_figures
 
 #: Scenarios per task: tasks never depend on the executor or its worker count.
@@ -387,6 +395,17 @@ class BookVarResult:
         return out
 
 
+def trade_table(rows, base, included, failures) -> pd.DataFrame:
+    """Per trade: id, instrument, quantity, notional, base price (NaN when left out) and status (``ok``, or
+    why the trade is left out of the P&L: its row error or its first pricing failure)."""
+    trades = pd.DataFrame({"id": [r.id for r in rows], "instrument": [r.instrument for r in rows],
+                           "quantity": [r.quantity for r in rows], "notional": [r.notional for r in rows],
+                           "price": np.where(included, base, np.nan)})
+    trades["status"] = [("ok" if ok else (r.error and f"error: {r.error}") or failure or "error: not priced")
+                        for ok, r, failure in zip(included, rows, failures)]
+    return trades
+
+
 def _tasks(rows, scenario_count: int, block: int) -> list[RevaluationTask]:
     """(chunk, scenario block) tasks; the base market is scenario -1, at the head of the first block."""
     scenario_ids = np.arange(-1, scenario_count)
@@ -427,7 +446,7 @@ def revalue(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: S
     tasks = _tasks(rows, count, int(block))
     shared = RevaluationMarket(snapshot=snapshot, local_vol=local_vol, scenarios=scenarios,
                                method=values_only(method))
-    order = cost_sorted_order([sum(_trade_cost(r) for r in task.rows) * len(task.scenarios) for task in tasks])
+    order = cost_sorted_order([sum(trade_cost(r) for r in task.rows) * len(task.scenarios) for task in tasks])
     results = executor.map(revalue_chunk, tasks, shared=shared, order=order, progress=progress)
     values = np.full((count + 1, len(rows)), np.nan)
     failures: list = [None] * len(rows)
@@ -465,11 +484,7 @@ def book_var(rows: list[BookRow], snapshot, local_vol: LocalVolGrid, scenarios: 
     included = np.all(np.isfinite(values), axis=0) & np.array([r.error is None for r in rows])
     base, moved = values[0], values[1:]
     pnl = (moved[:, included] - base[included]) @ scale[included]
-    trades = pd.DataFrame({"id": [r.id for r in rows], "instrument": [r.instrument for r in rows],
-                           "quantity": [r.quantity for r in rows], "notional": [r.notional for r in rows],
-                           "price": np.where(included, base, np.nan)})
-    trades["status"] = [("ok" if ok else (r.error and f"error: {r.error}") or failure or "error: not priced")
-                        for ok, r, failure in zip(included, rows, failures)]
+    trades = trade_table(rows, base, included, failures)
 
     clock = time.perf_counter()
     approximate = np.full(scenarios.count, np.nan)
@@ -523,17 +538,10 @@ def book_var_inputs(*, quotes=None, market=None, book=None, spot: float | None =
     :func:`simulated_scenarios` with ``scenario_options`` and ``seed``) or the overlapping windows of a daily
     ``history`` file (:func:`historical_scenarios`), over ``horizon_days``; ``method`` ``"pde"`` or ``"mc"``
     (:func:`shoals.risk.run.pricing_method`)."""
-    from shoals.data import path as example_path
-    from shoals.io.book import read_book
-    from shoals.market.local_vol import build_local_vol
-    from shoals.risk.run import EXAMPLE_BOOK, _market_stage, pricing_method
-
     clock = time.perf_counter()
     pricing = pricing_method(method, seed=seed, paths=paths)
-    snapshot, _, _ = _market_stage(quotes, market, spot)
-    rows = read_book(book if book is not None else example_path(EXAMPLE_BOOK))
-    maturities = [r.fields["maturity"] for r in rows if r.error is None and "maturity" in r.fields]
-    grid, _ = build_local_vol(snapshot, t_max=max(maturities + [float(np.asarray(snapshot.surface.expiries)[-1])]))
+    snapshot, _, _ = market_stage(quotes, market, spot)
+    rows, (grid, _) = book_and_local_vol(book, snapshot)
     if history is not None:
         scenarios = historical_scenarios(history, snapshot, horizon_days=horizon_days, **scenario_options)
     elif not isinstance(scenarios, Scenarios):

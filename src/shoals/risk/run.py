@@ -134,7 +134,7 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
             continue
         contract = stack([rows[i].contract for i in members])
         if method_name == "finite-difference":
-            fd = _finite_difference(shared.method)
+            fd = finite_difference_of(shared.method)
             plan, _ = fd.plan(contract, shared.snapshot, local_vol=shared.local_vol)
             bump_values[members] = np.stack([np.asarray(plan.values(v)) for v in shared.bumped_vols], axis=1)
             if shared.aad and rows[members[0]].instrument not in AAD_EXCLUDED:
@@ -151,7 +151,8 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
     return ChunkResult(frame=frame, bump_values=bump_values, aad=aad, vol_gradient=gradient)
 
 
-def _finite_difference(method) -> FiniteDifference:
+def finite_difference_of(method) -> FiniteDifference:
+    """The :class:`FiniteDifference` of a run's method (itself, or the member of an :class:`Auto`)."""
     if isinstance(method, FiniteDifference):
         return method
     return next(m for m in method.methods if isinstance(m, FiniteDifference))
@@ -173,14 +174,15 @@ def book_chunks(rows: list[BookRow], *, max_cost: float | None = None) -> list[C
         by_type.setdefault(row.instrument if row.error is None else "", []).append(i)
     tasks = []
     for members in by_type.values():
-        costs = [_trade_cost(rows[i]) for i in members]
+        costs = [trade_cost(rows[i]) for i in members]
         for chunk in chunk_by_cost(costs, max_cost=max_cost):
             indices = tuple(members[j] for j in chunk)
             tasks.append(ChunkTask(indices=indices, rows=tuple(rows[i] for i in indices)))
     return tasks
 
 
-def _trade_cost(row: BookRow) -> float:
+def trade_cost(row: BookRow) -> float:
+    """A row's estimated pricing cost (:data:`TRADE_COST`; 1 for an invalid row): the chunking weight."""
     return TRADE_COST.get(row.instrument, 1.0) if row.error is None else 1.0
 
 
@@ -223,14 +225,11 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
 
     clock = time.perf_counter()
     _stage(progress, "market")
-    snapshot, calibration, arbitrage = _market_stage(quotes, market, spot)
+    snapshot, calibration, arbitrage = market_stage(quotes, market, spot)
     timings["market"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    rows = read_book(book if book is not None else example_path(EXAMPLE_BOOK))
-    maturities = [r.fields["maturity"] for r in rows if r.error is None and "maturity" in r.fields]
-    horizon = max(maturities + [float(np.asarray(snapshot.surface.expiries)[-1])])
-    grid, grid_report = build_local_vol(snapshot, t_max=horizon)
+    rows, (grid, grid_report) = book_and_local_vol(book, snapshot)
     bumped = bumped_vol_grids(snapshot, grid) if vega else None
     timings["local_vol"] = time.perf_counter() - clock
 
@@ -240,7 +239,7 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
                           aad=bool(vega and aad and method == "pde"))
     _stage(progress, "pricing", 0, len(tasks))
     # The costliest chunks start first (load balance across workers); results come back in task order.
-    order = cost_sorted_order([sum(_trade_cost(r) for r in task.rows) for task in tasks])
+    order = cost_sorted_order([sum(trade_cost(r) for r in task.rows) for task in tasks])
     report = lambda finished, total: _stage(progress, "pricing", finished, total)
     if store is None:
         results = executor.map(price_chunk, tasks, shared=shared, order=order, progress=report)
@@ -295,7 +294,18 @@ def _digest(source) -> str | None:
     return object_digest(source)
 
 
-def _market_stage(quotes, market, spot):
+def book_and_local_vol(book, snapshot) -> tuple[list[BookRow], tuple]:
+    """The rows of ``book`` (default the embedded example) and :func:`build_local_vol` of ``snapshot`` up to the
+    longest of the book's maturities and the surface's last expiry: ``(rows, (grid, report))``."""
+    rows = read_book(book if book is not None else example_path(EXAMPLE_BOOK))
+    maturities = [r.fields["maturity"] for r in rows if r.error is None and "maturity" in r.fields]
+    horizon = max(maturities + [float(np.asarray(snapshot.surface.expiries)[-1])])
+    return rows, build_local_vol(snapshot, t_max=horizon)
+
+
+def market_stage(quotes, market, spot):
+    """The market of a run: ``market`` (a file or :class:`MarketSnapshot`) as given, or ``quotes`` (default
+    the embedded example, spot 100) calibrated.  Returns ``(snapshot, calibration or None, arbitrage report)``."""
     from shoals.arbitrage.checks import check_arbitrage
     from shoals.market.snapshot import MarketSnapshot
 
