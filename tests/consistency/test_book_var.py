@@ -169,3 +169,18 @@ def test_delta_gamma_vega_approximation_is_close_for_small_shocks_and_worse_for_
         assert result.approximation_error()["max_abs_pnl_error"] == pytest.approx(error.max())
     assert errors[0] < 0.02, errors
     assert errors[1] > 2.0 * errors[0], errors
+
+
+def test_one_spot_per_row_prices_each_row_at_its_spot(market):
+    """The proxies' batched node solve: a MarketSnapshot with one spot per trade row prices every row at its own
+    spot, the European against QuantLib's analytic price at that spot."""
+    from shoals.instruments import European, stack
+    from shoals.methods import FiniteDifference
+
+    snapshot, grid = market
+    spots = np.array([85.0, 100.0, 118.0])
+    contract = stack([European(strike=100.0, maturity=0.4)] * spots.size)
+    got = np.asarray(FiniteDifference(vega=False).price(contract, snapshot.bump(spot=jnp.asarray(spots)),
+                                                        local_vol=grid).value)
+    expected = [quantlib_value("eu_call", spot, VOL) for spot in spots]
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-3)
