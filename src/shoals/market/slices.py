@@ -28,7 +28,7 @@ Validation: tests/unit/test_node_slices.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +113,12 @@ class NodeSlices:
         k, index = jnp.broadcast_arrays(jnp.asarray(log_moneyness, dtype=jnp.float64), jnp.asarray(index))
         every = self.derivatives(k[..., None])
         return SVIDerivatives(*(jnp.take_along_axis(x, index[..., None], axis=-1)[..., 0] for x in every))
+
+    def shift_total_variance(self, deltas) -> "NodeSlices":
+        """The slices with every w node of slice i moved by ``deltas[i]``: a parallel shift of w_i(k) at every k
+        (extrapolation included), w' and w'' unchanged."""
+        shift = jnp.asarray(deltas, dtype=jnp.float64)[..., None]
+        return replace(self, w=jnp.asarray(self.w, dtype=jnp.float64) + shift)
 
 
 def node_derivatives(k, w):

@@ -1,4 +1,10 @@
-"""An implied volatility surface: raw SVI slices at a few expiries, interpolated in total variance.
+"""An implied volatility surface: slices at a few expiries, interpolated in total variance.
+
+The slices w_i(k) are a slice model: raw SVI (:class:`shoals.market.svi.SVIParams`, analytic w', w'') or
+total variance on a k-grid (:class:`shoals.market.slices.NodeSlices`, the ``"slices"`` form of a market file:
+linear in k between nodes, linearly extrapolated, w', w'' by its node-scale rule).  Both give
+``derivatives_at(k, index)`` (w, w', w'' of slice ``index`` at k) and ``shift_total_variance(deltas)``; the
+rule in t below is the same for both.
 
 Interpolation rule (also in docs/surface.md).  At fixed log-forward-moneyness k = ln(K / F_t), with
 slices w_i(k) at expiries 0 < T_1 < ... < T_n:
@@ -20,8 +26,8 @@ before the first and after the last slice; w(k, t) = 0 for t <= 0.  Consequences
   exactly where :func:`shoals.arbitrage.checks.check_calendar` passes, and it is exact (no finite
   differences).  It jumps at the interior expiries; ``derivatives(..., side="right")`` (default) returns
   the derivative over [T_i, T_{i+1}), ``side="left"`` over (T_{i-1}, T_i].
-* Every smile between two expiries is a convex combination of two SVI smiles, smooth in k with
-  analytic w', w''.  Changing slice i changes the surface on (T_{i-1}, T_{i+1}) only (a clean vega
+* Every smile between two expiries is a convex combination of two slices (smooth in k with analytic
+  w', w'' for SVI; w', w'' by the node rule of :mod:`shoals.market.slices` for node slices).  Changing slice i changes the surface on (T_{i-1}, T_{i+1}) only (a clean vega
   ladder, a local repair).
 * Beyond the last expiry the surface keeps the last slice's implied volatility at fixed k (rather than
   extending the last interval's forward variance, which can be ~0 on real data and then makes the
@@ -37,7 +43,8 @@ References: Gatheral, "The Volatility Surface" (Wiley 2006), ch. 1-3; Gatheral &
 SVI volatility surfaces", Quantitative Finance 14 (2014) 59-71 (calendar condition: w non-decreasing in t
 at fixed k).
 Validation: tests/unit/test_surface.py (rules at and between expiries, calendar monotonicity,
-derivatives vs autodiff, jit/grad/pytree, float64), tests/consistency/test_local_vol_reprices.py.
+derivatives vs autodiff, jit/grad/pytree, float64), tests/unit/test_node_slices.py (node slices vs the SVI
+surface they sample), tests/consistency/test_local_vol_reprices.py, tests/consistency/test_slices_market.py.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ import numpy as np
 from shoals.errors import InputError
 from shoals._pytree import register_validated_pytree
 from shoals._validation import concrete
-from shoals.kernels.svi import svi_derivatives
+from shoals.market.slices import NodeSlices
 from shoals.market.svi import SVIParams
 
 PARAM_NAMES = ("a", "b", "rho", "m", "sigma")
@@ -99,19 +106,20 @@ def interpolation_weights(*, times, expiries, side="right"):
 @register_validated_pytree
 @dataclass(frozen=True)
 class VolSurface:
-    """Raw SVI slices at ``expiries`` (n,), strictly increasing and > 0, with ``params`` an
-    :class:`SVIParams` whose fields are arrays of shape (n,).  Total variance between and beyond the
-    slices follows the rule of the module docstring (linear in t at fixed k between slices, constant
-    implied vol at fixed k outside).
+    """Slices at ``expiries`` (n,), strictly increasing and > 0, with ``params`` the slice model: an
+    :class:`SVIParams` whose fields are arrays of shape (n,), or a :class:`NodeSlices` of n slices.  Total
+    variance between and beyond the slices follows the rule of the module docstring (linear in t at fixed k
+    between slices, constant implied vol at fixed k outside).
 
     A JAX pytree: every method is jit/vmap/grad-safe and broadcasts over ``(log_moneyness, times)``;
-    differentiate prices with respect to ``expiries`` and every SVI parameter.
+    differentiate prices with respect to ``expiries`` and every number of the slice model (SVI parameters,
+    or the k and w nodes).
 
     Validation: tests/unit/test_surface.py.
     """
 
     expiries: jax.Array
-    params: SVIParams
+    params: SVIParams | NodeSlices
 
     def __post_init__(self):
         expiries = concrete(self.expiries, np.float64)
@@ -123,9 +131,14 @@ class VolSurface:
         if not np.all(np.isfinite(expiries)) or np.any(expiries <= 0.0) or np.any(np.diff(expiries) <= 0.0):
             raise InputError("expiries must be finite, > 0 and strictly increasing; sort the slices and merge "
                              "duplicates", field="surface.expiries", value=expiries)
+        n = expiries.shape[0]
+        if isinstance(self.params, NodeSlices):
+            if concrete(self.params.k, np.float64) is not None and self.params.n_slices != n:
+                raise InputError(f"{self.params.n_slices} node slices for {n} expiries; give one slice per expiry",
+                                 field="surface.params", value=self.params.n_slices)
+            return
         if not isinstance(self.params, SVIParams):
             return
-        n = expiries.shape[0]
         values = {}
         for name in PARAM_NAMES:
             value = concrete(getattr(self.params, name), np.float64)
@@ -155,16 +168,23 @@ class VolSurface:
         fields = [jnp.broadcast_to(jnp.asarray(x, dtype=jnp.float64), shape) for x in (a, b, rho, m, sigma)]
         return cls(expiries=expiries, params=SVIParams(*fields))
 
+    @classmethod
+    def from_nodes(cls, *, expiries, ks, ws) -> "VolSurface":
+        """A surface of node slices: ``ks[i]``, ``ws[i]`` the k-nodes and total variances of the slice at
+        ``expiries[i]`` (lists of possibly different lengths, see :meth:`NodeSlices.from_lists`)."""
+        return cls(expiries=jnp.atleast_1d(jnp.asarray(expiries, dtype=jnp.float64)),
+                   params=NodeSlices.from_lists(ks, ws))
+
     @property
     def n_slices(self) -> int:
         return int(jnp.shape(self.expiries)[0])
 
-    def slice_params(self, index: int) -> SVIParams:
-        """The SVI parameters (scalars) of slice ``index``."""
+    def slice_params(self, index: int) -> SVIParams | NodeSlices:
+        """The slice model's numbers of slice ``index``: SVI parameters as scalars, or the node rows k, w."""
         return jax.tree.map(lambda x: x[index], self.params)
 
-    def with_slice(self, index: int, params: SVIParams) -> "VolSurface":
-        """A new surface with slice ``index`` replaced by ``params`` (scalars)."""
+    def with_slice(self, index: int, params: SVIParams | NodeSlices) -> "VolSurface":
+        """A new surface with slice ``index`` replaced by ``params`` (as :meth:`slice_params` returns them)."""
         new = jax.tree.map(lambda x, y: jnp.asarray(x, dtype=jnp.float64).at[index].set(y), self.params, params)
         return replace(self, params=new)
 
@@ -178,11 +198,13 @@ class VolSurface:
 
         .. math:: w = c_{lo} w_{lo} + c_{hi} w_{hi},\\quad \\partial_t w = e_{lo} w_{lo} + e_{hi} w_{hi}
 
-        with the weights of :func:`interpolation_weights` and the analytic SVI derivatives
-        w_i' = b [rho + (k-m)/R], w_i'' = b sigma^2 / R^3, R = sqrt((k-m)^2 + sigma^2).  ``side`` picks the
-        one-sided dw/dt at an expiry (right: the interval that starts there).
+        with the weights of :func:`interpolation_weights` and the slice model's w_i, w_i', w_i''
+        (``params.derivatives_at``): for SVI the analytic w_i' = b [rho + (k-m)/R], w_i'' = b sigma^2 / R^3,
+        R = sqrt((k-m)^2 + sigma^2); for node slices the node-scale rule of :mod:`shoals.market.slices`.
+        ``side`` picks the one-sided dw/dt at an expiry (right: the interval that starts there).
 
-        Validation: tests/unit/test_surface.py::test_derivatives_match_autodiff.
+        Validation: tests/unit/test_surface.py::test_derivatives_match_autodiff,
+        tests/unit/test_node_slices.py.
         """
         if side not in ("right", "left"):
             raise InputError(f"side must be 'right' or 'left', got {side!r}", field="side", value=side)
@@ -205,9 +227,8 @@ def _derivatives(expiries, params, log_moneyness, times, side="right"):
     k, t = jnp.broadcast_arrays(jnp.asarray(log_moneyness, dtype=jnp.float64),
                                 jnp.asarray(times, dtype=jnp.float64))
     lo, hi, c_lo, c_hi, e_lo, e_hi = interpolation_weights(times=t, expiries=expiries, side=side)
-    fields_ = [jnp.asarray(getattr(params, name), dtype=jnp.float64) for name in PARAM_NAMES]
-    d_lo = svi_derivatives(log_moneyness=k, **{name: f[lo] for name, f in zip(PARAM_NAMES, fields_)})
-    d_hi = svi_derivatives(log_moneyness=k, **{name: f[hi] for name, f in zip(PARAM_NAMES, fields_)})
+    d_lo = params.derivatives_at(k, lo)
+    d_hi = params.derivatives_at(k, hi)
     return SurfaceDerivatives(
         w=c_lo * d_lo.w + c_hi * d_hi.w,
         dw_dk=c_lo * d_lo.dw + c_hi * d_hi.dw,

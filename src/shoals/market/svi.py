@@ -1,8 +1,14 @@
-"""SVI slices of an implied volatility surface."""
+"""SVI slices of an implied volatility surface.
+
+:class:`SVIParams` is one of the two slice models a :class:`shoals.market.surface.VolSurface` holds (the
+other is :class:`shoals.market.slices.NodeSlices`); both give ``total_variance``, ``derivatives``,
+``derivatives_at`` and ``shift_total_variance`` with the same broadcasting.
+Validation: tests/unit/test_surface.py, tests/unit/test_svi_kernel.py.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +37,22 @@ class SVIParams:
                                   sigma=self.sigma)
 
     def derivatives(self, log_moneyness):
+        """w, w' = b [rho + (k-m)/R], w'' = b sigma^2 / R^3 (R = sqrt((k-m)^2 + sigma^2)), broadcast like
+        :meth:`total_variance`."""
         return svi_derivatives(log_moneyness=log_moneyness, a=self.a, b=self.b, rho=self.rho, m=self.m,
                                sigma=self.sigma)
+
+    def derivatives_at(self, log_moneyness, index):
+        """w, w', w'' of slice ``index`` (an integer array broadcast with ``log_moneyness``) at each point:
+        the parameters gathered at ``index``, then :meth:`derivatives`."""
+        gathered = {name: jnp.asarray(getattr(self, name), dtype=jnp.float64)[index]
+                    for name in ("a", "b", "rho", "m", "sigma")}
+        return svi_derivatives(log_moneyness=log_moneyness, **gathered)
+
+    def shift_total_variance(self, deltas) -> "SVIParams":
+        """The slices with w_i(k) moved by ``deltas[i]`` at every k (a parallel shift in total variance):
+        a_i -> a_i + deltas_i, the shape kept."""
+        return replace(self, a=jnp.asarray(self.a, dtype=jnp.float64) + jnp.asarray(deltas, dtype=jnp.float64))
 
     def stacked(self):
         """Parameters as an array of shape (..., 5) in the order a, b, rho, m, sigma."""
