@@ -25,6 +25,13 @@ local minimum of g (or of the calendar gap) is refined by golden-section search 
 grid points, so that a dip narrower than the grid spacing (typical of repaired slices that touch their
 neighbour) is found too (a violation of width 0 at the refined k, or a deeper size for a run).
 
+Node slices (:class:`~shoals.market.slices.NodeSlices`, the market file's ``slices`` form): g(k) from the
+node-scale w', w'' that the local vol reads, at every node, every segment midpoint, the grid above and
+six points on each extrapolated wing (out to 16 ATM standard deviations); **wing**: an end slope beyond
+Lee's bound |w'| <= 2; **variance**: a node with w <= 0, or an end slope that takes w below 0 beyond the
+nodes; **calendar**: exact, as the difference of two piecewise-linear slices is piecewise linear: at the
+union of both slices' nodes (and the grid), plus the end slopes beyond all nodes.
+
 References: Gatheral & Jacquier, "Arbitrage-free SVI volatility surfaces", Quantitative Finance 14 (2014)
 59-71 (g(k), Lemma 2.1; calendar, Lemma 2.2); Lee, "The moment formula for implied volatility at extreme
 strikes", Mathematical Finance 14 (2004).
@@ -41,6 +48,7 @@ import numpy as np
 
 from shoals.errors import ArbitrageError, InputError
 from shoals.kernels.svi import butterfly_density, svi_derivatives
+from shoals.market.slices import NodeSlices
 
 KINDS = ("butterfly", "wing", "variance", "calendar")
 DEFAULT_K_WIDTH = 1.5
@@ -252,6 +260,13 @@ def check_butterfly(surface, *, k_grid=None, k_width: float = DEFAULT_K_WIDTH, n
     """
     expiries = np.asarray(surface.expiries, dtype=np.float64)
     grids = slice_grids(expiries, k_grid=k_grid, k_width=k_width, n_points=n_points)
+    if isinstance(surface.params, NodeSlices):
+        violations = _node_butterfly(surface.params, expiries, grids, tolerance)
+        if times is not None:
+            violations += _interpolated_butterfly(surface, times, k_grid, k_width, n_points, tolerance, refine)
+        return ArbitrageReport(violations=tuple(violations), expiries=tuple(float(t) for t in expiries),
+                               checks=("butterfly", "wing", "variance"), n_points=grids.shape[1],
+                               k_width=None if k_grid is not None else float(k_width))
     g, w = slice_g(surface, grids)
     p = _params(surface)
     violations = []
@@ -275,22 +290,95 @@ def check_butterfly(surface, *, k_grid=None, k_width: float = DEFAULT_K_WIDTH, n
             negative = _negative_range(p, i, k_star)
             violations.append(Violation("variance", i, float(t), None, negative[0], negative[1], float(w_min), 0))
     if times is not None:
-        for t in np.atleast_1d(np.asarray(times, dtype=np.float64)):
-            grid = (np.sort(np.asarray(k_grid, dtype=np.float64)) if k_grid is not None
-                    else k_width * np.sqrt(t) * np.linspace(-1.0, 1.0, int(n_points)))
-            d = surface.derivatives(jnp.asarray(grid), float(t))
-            gt = np.asarray(butterfly_density(w=d.w, dw=d.dw_dk, d2w=d.d2w_dk2, log_moneyness=jnp.asarray(grid)))
-            found = _grid_violations("butterfly", -1, float(t), None, grid, gt < -tolerance, gt, np.min)
-            if refine:
-                def g_at(k, t=float(t)):
-                    d = surface.derivatives(jnp.asarray(k), t)
-                    return np.asarray(butterfly_density(w=d.w, dw=d.dw_dk, d2w=d.d2w_dk2, log_moneyness=jnp.asarray(k)))
-                k_star, g_star = refined_minima(g_at, grid, gt)
-                found = _merge_refined(found, "butterfly", -1, float(t), None, grid, k_star, g_star, tolerance, 1.0)
-            violations += found
+        violations += _interpolated_butterfly(surface, times, k_grid, k_width, n_points, tolerance, refine)
     return ArbitrageReport(violations=tuple(violations), expiries=tuple(float(t) for t in expiries),
                            checks=("butterfly", "wing", "variance"), n_points=grids.shape[1],
                            k_width=None if k_grid is not None else float(k_width))
+
+
+def _interpolated_butterfly(surface, times, k_grid, k_width, n_points, tolerance, refine):
+    """Butterfly violations of the interpolated smiles w(., t) at ``times`` (slice index -1)."""
+    violations = []
+    for t in np.atleast_1d(np.asarray(times, dtype=np.float64)):
+        grid = (np.sort(np.asarray(k_grid, dtype=np.float64)) if k_grid is not None
+                else k_width * np.sqrt(t) * np.linspace(-1.0, 1.0, int(n_points)))
+
+        def g_at(k, t=float(t)):
+            d = surface.derivatives(jnp.asarray(k), t)
+            return np.asarray(butterfly_density(w=d.w, dw=d.dw_dk, d2w=d.d2w_dk2, log_moneyness=jnp.asarray(k)))
+
+        gt = g_at(grid)
+        found = _grid_violations("butterfly", -1, float(t), None, grid, gt < -tolerance, gt, np.min)
+        if refine:
+            k_star, g_star = refined_minima(g_at, grid, gt)
+            found = _merge_refined(found, "butterfly", -1, float(t), None, grid, k_star, g_star, tolerance, 1.0)
+        violations += found
+    return violations
+
+
+def node_check_points(slices: NodeSlices, expiries, grids):
+    """Per slice, the sorted points where the node-slice checks evaluate g: grid, nodes, segment midpoints
+    and six points on each extrapolated wing (0.5 ... 16 ATM standard deviations beyond the end nodes)."""
+    k_nodes = np.asarray(slices.k, dtype=np.float64)
+    w_atm = np.asarray(slices.total_variance(0.0), dtype=np.float64)
+    out = []
+    for i in range(k_nodes.shape[0]):
+        width = np.sqrt(max(w_atm[i], 1e-12))
+        far = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 16.0]) * width
+        nodes = k_nodes[i]
+        out.append(np.unique(np.concatenate([grids[i], nodes, 0.5 * (nodes[1:] + nodes[:-1]), nodes[0] - far,
+                                             nodes[-1] + far])))
+    return out
+
+
+def _end_slopes(slices: NodeSlices):
+    k, w = np.asarray(slices.k, dtype=np.float64), np.asarray(slices.w, dtype=np.float64)
+    return (w[:, 1] - w[:, 0]) / (k[:, 1] - k[:, 0]), (w[:, -1] - w[:, -2]) / (k[:, -1] - k[:, -2])
+
+
+def _node_butterfly(slices: NodeSlices, expiries, grids, tolerance):
+    """Butterfly, wing and variance violations of node slices (module docstring)."""
+    violations = []
+    left, right = _end_slopes(slices)
+    k_nodes, w_nodes = np.asarray(slices.k, dtype=np.float64), np.asarray(slices.w, dtype=np.float64)
+    for i, (t, points) in enumerate(zip(expiries, node_check_points(slices, expiries, grids))):
+        d = slices.derivatives(jnp.asarray(points)[:, None])
+        w, dw, d2w = (np.asarray(x)[:, i] for x in d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.asarray(butterfly_density(w=w, dw=dw, d2w=d2w, log_moneyness=points))
+        positive = w > 0.0
+        violations += _grid_violations("butterfly", i, float(t), None, points, positive & (g < -tolerance), g, np.min)
+        for slope, k_lo, k_hi in ((right[i], float(k_nodes[i, -1]), np.inf), (left[i], -np.inf, float(k_nodes[i, 0]))):
+            limit = 0.25 - slope * slope / 16.0
+            if abs(slope) > 2.0 and limit < -tolerance:
+                violations.append(Violation("wing", i, float(t), None, k_lo, k_hi, float(limit), 0))
+        if w_nodes[i].min() <= 0.0 or left[i] > 0.0 or right[i] < 0.0:
+            negative = points[~positive]
+            k_lo = -np.inf if left[i] > 0.0 else float(negative.min()) if negative.size else float(k_nodes[i, 0])
+            k_hi = np.inf if right[i] < 0.0 else float(negative.max()) if negative.size else float(k_nodes[i, -1])
+            violations.append(Violation("variance", i, float(t), None, k_lo, k_hi,
+                                        float(min(w_nodes[i].min(), w.min())), 0))
+    return violations
+
+
+def _node_calendar(slices: NodeSlices, expiries, grids, tolerance):
+    """Calendar violations of node slices: exact at the union of the two slices' nodes (and the grid of the
+    later one), plus the end slopes beyond all nodes."""
+    violations = []
+    k_nodes = np.asarray(slices.k, dtype=np.float64)
+    left, right = _end_slopes(slices)
+    for i in range(expiries.shape[0] - 1):
+        points = np.unique(np.concatenate([k_nodes[i], k_nodes[i + 1], grids[i + 1]]))
+        w = np.asarray(slices.total_variance(jnp.asarray(points)[:, None]))
+        gap = w[:, i + 1] - w[:, i]
+        violations += _grid_violations("calendar", i, float(expiries[i]), float(expiries[i + 1]), points,
+                                       gap < -tolerance, -gap, np.max)
+        for bad, k_lo, k_hi, decrease in ((left[i + 1] > left[i], -np.inf, float(points[0]), left[i + 1] - left[i]),
+                                          (right[i + 1] < right[i], float(points[-1]), np.inf, right[i] - right[i + 1])):
+            if bad:
+                violations.append(Violation("calendar", i, float(expiries[i]), float(expiries[i + 1]), k_lo, k_hi,
+                                            float(decrease), 0))
+    return violations
 
 
 def _negative_range(p, i, k_star):
@@ -350,7 +438,9 @@ def check_calendar(surface, *, k_grid=None, k_width: float = DEFAULT_K_WIDTH, n_
     expiries = np.asarray(surface.expiries, dtype=np.float64)
     grids = slice_grids(expiries, k_grid=k_grid, k_width=k_width, n_points=n_points)
     violations = []
-    if expiries.shape[0] > 1:
+    if isinstance(surface.params, NodeSlices):
+        violations = _node_calendar(surface.params, expiries, grids, tolerance)
+    elif expiries.shape[0] > 1:
         gaps = calendar_gaps(surface, grids)
         p = _params(surface)
         thetas = [tuple(p[name][i] for name in ("a", "b", "rho", "m", "sigma")) for i in range(expiries.shape[0])]

@@ -1,5 +1,6 @@
-"""The surface stage of the pipeline: quotes -> forwards -> smiles -> batched SVI -> arbitrage check and
-repair -> :class:`MarketSnapshot`."""
+"""The surface stage of the pipeline: quotes -> forwards -> smiles -> a slice model (batched raw SVI, then
+arbitrage check and repair; or the arbitrage-free smoothing spline of :mod:`shoals.calibration.spline`)
+-> :class:`MarketSnapshot`."""
 
 from __future__ import annotations
 
@@ -13,22 +14,28 @@ from shoals.arbitrage.checks import ArbitrageReport, check_arbitrage
 from shoals.arbitrage.repair import RepairReport, repair_surface
 from shoals.calibration.forwards import ExpiryForward, fit_forwards
 from shoals.calibration.smiles import build_smiles
+from shoals.calibration.spline import SplineFit, SplineSettings, fit_spline_surface
 from shoals.calibration.svi import SVIFit, fit_quality, fit_svi
-from shoals.errors import CalibrationError
+from shoals.errors import CalibrationError, InputError
 from shoals.market.curves import ZeroCurve
 from shoals.market.quotes import CleaningReport, QuoteTable, SmileData
 from shoals.market.snapshot import MarketSnapshot
 from shoals.market.surface import VolSurface
 
 
+MODELS = ("svi", "spline")
+
+
 @dataclass(frozen=True)
 class SurfaceCalibration:
-    """Everything the surface stage produced: the market snapshot and the reports behind it."""
+    """Everything the surface stage produced: the market snapshot and the reports behind it.  ``fit`` is an
+    :class:`SVIFit` (model "svi") or a :class:`SplineFit` (model "spline", never repaired: arbitrage-free by
+    construction)."""
 
     snapshot: MarketSnapshot
     forwards: list
     smiles: SmileData
-    fit: SVIFit
+    fit: SVIFit | SplineFit
     cleaning: CleaningReport
     arbitrage_before_repair: ArbitrageReport
     repair: RepairReport | None
@@ -37,6 +44,10 @@ class SurfaceCalibration:
     @property
     def surface(self) -> VolSurface:
         return self.snapshot.surface
+
+    @property
+    def model(self) -> str:
+        return "spline" if isinstance(self.fit, SplineFit) else "svi"
 
     def fit_table(self) -> pd.DataFrame:
         """One row per expiry: forward, discount factor, quotes used, fit quality of the final surface
@@ -89,9 +100,14 @@ def curves_from_forwards(spot: float, forwards: list[ExpiryForward]) -> tuple[Ze
 
 def calibrate_surface(quotes: QuoteTable, cleaning: CleaningReport, *, spot: float | None = None,
                       rate: float | None = None, dividend: float | None = None, given_forwards=None,
-                      weighting: str = "vega", repair: bool = True) -> SurfaceCalibration:
-    """Fit forwards, smiles and a batched SVI surface to cleaned quotes; check and (optionally) repair
-    arbitrage; return the market snapshot with every report.
+                      weighting: str = "vega", repair: bool = True, model: str = "svi",
+                      spline: SplineSettings | None = None) -> SurfaceCalibration:
+    """Fit forwards, smiles and a surface to cleaned quotes; check and (optionally) repair arbitrage; return
+    the market snapshot with every report.
+
+    ``model``: "svi" (raw SVI per slice, the default; ``weighting`` and ``repair`` apply) or "spline" (the
+    arbitrage-free smoothing spline in total variance of :mod:`shoals.calibration.spline`, settings
+    ``spline``; a node-slice surface, written as the market file's ``slices`` form).
 
     ``spot`` defaults to the quotes' spot; without one, the shortest forward is used (zero carry to the
     first expiry).  ``rate`` (flat, continuous) fixes discount factors where put-call parity cannot
@@ -99,6 +115,9 @@ def calibrate_surface(quotes: QuoteTable, cleaning: CleaningReport, *, spot: flo
     :func:`shoals.io.quotes.read_forwards`) or from spot, ``rate`` and ``dividend`` (see
     :func:`fit_forwards`).
     """
+    if model not in MODELS:
+        raise InputError(f"unknown surface model {model!r}; use one of {', '.join(MODELS)}", field="model",
+                         value=model)
     forwards = fit_forwards(quotes, rate=rate, dividend=dividend, given=given_forwards)
     smiles, cleaning_after = build_smiles(quotes, forwards)
     cleaning = _merge_reports(cleaning, cleaning_after)
@@ -107,11 +126,15 @@ def calibrate_surface(quotes: QuoteTable, cleaning: CleaningReport, *, spot: flo
                                + cleaning.summary())
     kept = {round(float(t), 12) for t in smiles.expiries}
     forwards = [f for f in forwards if round(float(f.expiry), 12) in kept]
-    fit = fit_svi(smiles, weighting=weighting)
-    surface = VolSurface(expiries=jnp.asarray(smiles.expiries), params=fit.params)
+    if model == "spline":
+        fit = fit_spline_surface(smiles, spline)
+        surface = VolSurface(expiries=jnp.asarray(smiles.expiries), params=fit.slices)
+    else:
+        fit = fit_svi(smiles, weighting=weighting)
+        surface = VolSurface(expiries=jnp.asarray(smiles.expiries), params=fit.params)
     before = check_arbitrage(surface)
     repair_report = None
-    if repair and not before.ok:
+    if repair and model == "svi" and not before.ok:
         quotes_k = [k[mask] for k, mask in zip(smiles.log_moneyness, smiles.mask)]
         quotes_w = [(vol[mask] ** 2) * t for vol, mask, t in zip(smiles.mid_vol, smiles.mask, smiles.expiries)]
         surface, repair_report = repair_surface(surface, quotes_k=quotes_k, quotes_w=quotes_w,
