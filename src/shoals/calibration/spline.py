@@ -25,7 +25,7 @@ that stays within bid/ask, a convex, well-conditioned problem.  Constraints, all
   current iterate and the program solved again until the exact g >= 0 everywhere (a few rounds);
 * **calendar**: w_i(k) >= w_{i-1}(k) for every k, which for two piecewise-linear slices is exact at the
   union of their nodes plus the two end slopes (left: s_1^{(i)} <= s_1^{(i-1)}, right: the reverse);
-* **wings**: end slopes in [-2 + 1e-3, 0] (left) and [0, 2 - 1e-3] (right) (Lee's moment bound; w stays
+* **wings**: end slopes in [-2 + 1e-3, -1e-6] (left) and [1e-6, 2 - 1e-3] (right) (Lee's moment bound; w stays
   positive beyond the nodes), and w_j >= 1e-4 w-bar.
 
 Solved by Clarabel (interior point).  Fengler's arbitrage-free smoothing spline works in call-price
@@ -54,7 +54,9 @@ from shoals.market.quotes import SmileData
 from shoals.market.slices import NodeSlices
 
 WING_SLOPE = 2.0 - 1e-3
-CALENDAR_MARGIN = 1e-10   # w_i - w_{i-1} >= 1e-10 w-bar_i: no touching slices left to rounding
+WING_FLOOR = 1e-6         # |end slope| >= 1e-6: w grows beyond the nodes, never flat to rounding
+CALENDAR_MARGIN = 1e-8    # w_i - w_{i-1} >= 1e-8 w-bar_i and end slopes apart by >= 1e-6: ordered beyond rounding
+SLOPE_MARGIN = 1e-6
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class SplineSettings:
     nodes: int = 240
     widening: float = 1.0
     widening_share: float = 0.25
-    smoothness: float = 1e-4
+    smoothness: float = 1e-2
     mid_weight: float = 0.05
     spread_floor: float = 2e-4
     margin: float = 1e-3
@@ -268,7 +270,7 @@ def _slice_constraints(problem: _SliceProblem, quotes):
                       sp.hstack([-quotes, zeros_n, -eye_n]),
                       sp.hstack([sp.csr_matrix((2 * n, m)), -sp.identity(2 * n)]), wings, positive])
     bounds = np.concatenate([problem.upper[finite], -problem.lower, np.zeros(2 * n),
-                             np.array([0.0, WING_SLOPE, 0.0, WING_SLOPE]) / problem.scale, np.full(m, -1e-4)])
+                             np.array([-WING_FLOOR, WING_SLOPE, -WING_FLOOR, WING_SLOPE]) / problem.scale, np.full(m, -1e-4)])
     return rows, bounds
 
 
@@ -284,7 +286,8 @@ def _end_slopes(nodes):
 def _calendar_rows(earlier: _SliceProblem, later: _SliceProblem):
     """Rows (C_earlier, C_later) with C_earlier x_earlier + C_later x_later <= 0 for w_later >= w_earlier at
     every k: at the union of the nodes (exact for two piecewise-linear slices) and for the end slopes
-    beyond them (left: the later slice's is not larger; right: not smaller).  In units of the later scale."""
+    beyond them (left: the later slice's is not larger; right: not smaller).  In units of the later scale.
+    Returns (C_earlier, C_later, bounds) with the margins of :data:`CALENDAR_MARGIN`, :data:`SLOPE_MARGIN`."""
     points = np.union1d(earlier.nodes, later.nodes)
     ratio = earlier.scale / later.scale
     left_early, right_early = _end_slopes(earlier.nodes)
@@ -292,7 +295,8 @@ def _calendar_rows(earlier: _SliceProblem, later: _SliceProblem):
     c_earlier = sp.vstack([ratio * interpolation_rows(earlier.nodes, points),
                            sp.csr_matrix(ratio * np.stack([-left_early, right_early]))])
     c_later = sp.vstack([-interpolation_rows(later.nodes, points), sp.csr_matrix(np.stack([left_late, -right_late]))])
-    return c_earlier.tocsr(), c_later.tocsr()
+    bounds = np.concatenate([np.full(points.shape[0], -CALENDAR_MARGIN), np.full(2, -SLOPE_MARGIN / later.scale)])
+    return c_earlier.tocsr(), c_later.tocsr(), bounds
 
 
 def _solve(p, q, g_matrix, h_vector):
@@ -324,13 +328,13 @@ def _joint_program(problems, settings: SplineSettings):
     rows = [sp.block_diag([block[0] for block in blocks], format="csr")]
     bounds = [np.concatenate([block[1] for block in blocks])]
     for i in range(1, len(problems)):
-        c_earlier, c_later = _calendar_rows(problems[i - 1], problems[i])
+        c_earlier, c_later, calendar_bounds = _calendar_rows(problems[i - 1], problems[i])
         coupling = sp.lil_matrix((c_later.shape[0], offsets[-1]))
         m_earlier, m_later = problems[i - 1].nodes.shape[0], problems[i].nodes.shape[0]
         coupling[:, offsets[i - 1]:offsets[i - 1] + m_earlier] = c_earlier
         coupling[:, offsets[i]:offsets[i] + m_later] = c_later
         rows.append(coupling.tocsr())
-        bounds.append(np.full(c_later.shape[0], -CALENDAR_MARGIN))
+        bounds.append(calendar_bounds)
     p = sp.block_diag([objective[0] for objective in objectives], format="csc")
     q = np.concatenate([objective[1] for objective in objectives])
     return p, q, sp.vstack(rows).tocsr(), np.concatenate(bounds), offsets

@@ -66,6 +66,18 @@ class SurfaceCalibration:
         })
 
 
+def overall_fit(smiles: SmileData, table) -> dict:
+    """The whole surface's fit from a :meth:`SurfaceCalibration.fit_table`: ``inside_share`` over every quote
+    with an ask vol, ``rmse_vol_points`` over every quote, and the counts."""
+    with_ask = (np.asarray(smiles.mask) & np.isfinite(np.asarray(smiles.ask_vol))).sum(axis=1)
+    inside = np.nan_to_num(table["inside_bid_ask"].to_numpy()) * with_ask
+    counts = table["quotes"].to_numpy()
+    rmse = np.sqrt(np.sum(table["rmse_vol_points"].to_numpy() ** 2 * counts) / max(counts.sum(), 1))
+    return {"quotes": int(counts.sum()), "quotes_with_ask": int(with_ask.sum()),
+            "inside": int(round(inside.sum())), "inside_share": float(inside.sum() / max(with_ask.sum(), 1)),
+            "rmse_vol_points": float(rmse)}
+
+
 def surface_fit_quality(smiles: SmileData, surface: VolSurface) -> dict:
     """:func:`shoals.calibration.svi.fit_quality` of ``surface`` on the quotes of ``smiles``."""
     fitted = surface.implied_vol(jnp.asarray(smiles.log_moneyness), jnp.asarray(smiles.expiries)[:, None])

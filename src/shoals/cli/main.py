@@ -117,8 +117,14 @@ class Weighting(str, Enum):
     uniform = "uniform"
 
 
-def _fit_table(frame) -> Table:
-    table = Table(title="SVI fit per expiry (vols in vol points; inside = share of fitted vols within bid/ask)")
+class SurfaceModel(str, Enum):
+    svi = "svi"
+    spline = "spline"
+
+
+def _fit_table(frame, model: str) -> Table:
+    name = "SVI" if model == "svi" else "Arbitrage-free spline"
+    table = Table(title=f"{name} fit per expiry (vols in vol points; inside = share of fitted vols within bid/ask)")
     for column in ("expiry", "forward", "quotes", "atm vol", "rmse", "inside", "conv", "iter"):
         table.add_column(column, justify="right")
     for row in frame.to_dict(orient="records"):
@@ -139,15 +145,24 @@ def calibrate(
         None, "--rate", help="Flat continuous rate: fixes discount factors parity cannot identify, and vol-only quotes."),
     dividend: float | None = typer.Option(None, "--dividend", help="Flat dividend yield (vol-only quotes)."),
     valuation_date: str | None = typer.Option(None, "--valuation-date", help="ISO date (default: quote_date)."),
+    model: SurfaceModel = typer.Option(
+        SurfaceModel.svi, "--model",
+        help="Slice model: svi (raw SVI, repaired if needed) or spline (arbitrage-free smoothing spline in total "
+             "variance, fitted inside bid/ask; written as 'slices')."),
     weighting: Weighting = typer.Option(Weighting.vega, "--weighting", help="Quote weights in the SVI fit."),
-    repair: bool = typer.Option(True, "--repair/--no-repair", help="Repair calendar/butterfly violations."),
+    repair: bool = typer.Option(True, "--repair/--no-repair", help="Repair calendar/butterfly violations (SVI)."),
+    smoothness: float = typer.Option(
+        1e-2, "--smoothness", min=0.0, help="Spline roughness weight (higher: smoother, fewer quotes inside)."),
+    nodes: int = typer.Option(240, "--nodes", min=200, help="Spline nodes per expiry (>= 200)."),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for PNG plots (smiles, surface, local vol)."),
 ) -> None:
-    """Fit forwards and an arbitrage-free SVI surface to option quotes and write the market file.
+    """Fit forwards and an arbitrage-free surface (raw SVI or spline) to option quotes and write the market file.
 
-    Prints the cleaning report, a per-expiry fit table and the arbitrage report (before and after repair).
+    Prints the cleaning report, a per-expiry fit table, the overall share of quotes inside bid/ask and RMSE,
+    and the arbitrage report (before and after repair).
     """
-    from shoals.calibration.surface import calibrate_surface
+    from shoals.calibration.spline import SplineSettings
+    from shoals.calibration.surface import calibrate_surface, overall_fit
     from shoals.errors import ShoalsError
     from shoals.io.market import write_market
     from shoals.io.quotes import read_forwards, read_quotes
@@ -159,13 +174,23 @@ def calibrate(
         given = read_forwards(quotes, spot=spot, valuation_date=valuation_date)
         with console.status(f"calibrating {len(table)} quotes..."):
             result = calibrate_surface(table, cleaning, spot=spot, rate=rate, dividend=dividend, given_forwards=given,
-                                       weighting=weighting.value, repair=repair)
+                                       weighting=weighting.value, repair=repair, model=model.value,
+                                       spline=SplineSettings(nodes=nodes, smoothness=smoothness))
         written = write_market(result.snapshot, out)
     except ShoalsError as error:
         fail(str(error))
     console.print(result.cleaning.summary(), highlight=False)
-    console.print(_fit_table(result.fit_table()))
-    console.print(f"arbitrage before repair: {result.arbitrage_before_repair.summary()}", highlight=False)
+    fit_table = result.fit_table()
+    console.print(_fit_table(fit_table, result.model))
+    overall = overall_fit(result.smiles, fit_table)
+    console.print(f"overall: {overall['inside']} of {overall['quotes_with_ask']} quotes inside bid/ask "
+                  f"({100 * overall['inside_share']:.1f}%), RMSE {overall['rmse_vol_points']:.3f} vol points over "
+                  f"{overall['quotes']} quotes", highlight=False)
+    if result.model == "spline":
+        console.print(f"spline fit: {result.fit.iterations[0]} quadratic programs, {result.fit.seconds:.2f} s",
+                      highlight=False)
+    if result.model == "svi":
+        console.print(f"arbitrage before repair: {result.arbitrage_before_repair.summary()}", highlight=False)
     if result.repair is not None:
         console.print(result.repair.summary(), highlight=False)
     console.print(f"arbitrage of the written surface: {result.arbitrage.summary()}", highlight=False)
