@@ -67,6 +67,8 @@ class SplineSettings:
     ``nodes`` per slice (>= 200, the market file's minimum); ``widening`` the node range beyond the quotes
     on each side, in multiples of sigma_ATM sqrt(T) plus ``widening_share`` of the quoted range;
     ``smoothness`` lambda; ``mid_weight`` mu; ``spread_floor`` the smallest half spread, in vol;
+    ``mid_only_spread`` the half width, in vol, of the band put around a quote with a mid vol only (a vol
+    grid such as the DAX file);
     ``margin`` the floor on the linearised g; ``max_rounds`` of linearisation per slice.
     """
 
@@ -76,6 +78,7 @@ class SplineSettings:
     smoothness: float = 1e-2
     mid_weight: float = 0.05
     spread_floor: float = 2e-4
+    mid_only_spread: float = 2.5e-3
     margin: float = 1e-3
     max_rounds: int = 12
 
@@ -83,7 +86,8 @@ class SplineSettings:
         if int(self.nodes) < 200:
             raise InputError("a slice needs at least 200 nodes (BOOK_SCHEMA.md, market 'slices')",
                              field="nodes", value=self.nodes)
-        for name in ("widening", "widening_share", "smoothness", "mid_weight", "spread_floor", "margin"):
+        for name in ("widening", "widening_share", "smoothness", "mid_weight", "spread_floor", "mid_only_spread",
+                     "margin"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0.0):
                 raise InputError("must be a finite number >= 0", field=name, value=value)
@@ -97,8 +101,9 @@ class SplineSettings:
 class SplineFit:
     """Result of :func:`fit_spline_surface`, one entry per slice: ``slices`` (NodeSlices), ``expiries``,
     ``rmse_vol_points`` (fitted vs mid, x100), ``inside_share`` (fitted vol within [bid, ask]; a missing bid
-    counts as 0), ``min_butterfly_density`` (exact g at the check points), ``converged`` (g >= 0 reached
-    within ``max_rounds``), ``iterations`` (quadratic programs solved), ``quotes`` and ``seconds``."""
+    counts as 0; a mid-only quote counts as inside within ``mid_only_spread``), ``min_butterfly_density``
+    (exact g at the check points), ``converged`` (all conditions held within ``max_rounds``),
+    ``iterations`` (quadratic programs solved), ``quotes`` and ``seconds``."""
 
     slices: NodeSlices
     expiries: np.ndarray
@@ -181,6 +186,9 @@ def _slice_problem(expiry, k, mid_vol, bid_vol, ask_vol, settings: SplineSetting
     nodes = np.linspace(k[0] - reach, k[-1] + reach, int(settings.nodes))
     scale = atm_vol * atm_vol * expiry
     mid = mid_vol ** 2 * expiry / scale
+    mid_only = ~np.isfinite(bid_vol) & ~np.isfinite(ask_vol)
+    bid_vol = np.where(mid_only, np.maximum(mid_vol - settings.mid_only_spread, 0.0), bid_vol)
+    ask_vol = np.where(mid_only, mid_vol + settings.mid_only_spread, ask_vol)
     lower = np.where(np.isfinite(bid_vol), np.nan_to_num(bid_vol) ** 2 * expiry / scale, 0.0)
     upper = np.where(np.isfinite(ask_vol), np.nan_to_num(ask_vol, nan=0.0) ** 2 * expiry / scale, np.inf)
     floor = 2.0 * mid_vol * expiry * settings.spread_floor / scale

@@ -183,9 +183,10 @@ def calibrate(
     fit_table = result.fit_table()
     console.print(_fit_table(fit_table, result.model))
     overall = overall_fit(result.smiles, fit_table)
-    console.print(f"overall: {overall['inside']} of {overall['quotes_with_ask']} quotes inside bid/ask "
-                  f"({100 * overall['inside_share']:.1f}%), RMSE {overall['rmse_vol_points']:.3f} vol points over "
-                  f"{overall['quotes']} quotes", highlight=False)
+    inside = (f"{overall['inside']} of {overall['quotes_with_ask']} quotes inside bid/ask "
+              f"({100 * overall['inside_share']:.1f}%)" if overall["quotes_with_ask"] else "no bid/ask quotes (mid vols)")
+    console.print(f"overall: {inside}, RMSE {overall['rmse_vol_points']:.3f} vol points over {overall['quotes']} "
+                  "quotes", highlight=False)
     if result.model == "spline":
         console.print(f"spline fit: {result.fit.iterations[0]} quadratic programs, {result.fit.seconds:.2f} s",
                       highlight=False)
