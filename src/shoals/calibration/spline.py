@@ -278,7 +278,8 @@ def _slice_constraints(problem: _SliceProblem, quotes):
                       sp.hstack([-quotes, zeros_n, -eye_n]),
                       sp.hstack([sp.csr_matrix((2 * n, m)), -sp.identity(2 * n)]), wings, positive])
     bounds = np.concatenate([problem.upper[finite], -problem.lower, np.zeros(2 * n),
-                             np.array([-WING_FLOOR, WING_SLOPE, -WING_FLOOR, WING_SLOPE]) / problem.scale, np.full(m, -1e-4)])
+                             np.array([-WING_FLOOR, WING_SLOPE, -WING_FLOOR, WING_SLOPE]) / problem.scale,
+                             np.full(m, -1e-4)])
     return rows, bounds
 
 
@@ -416,6 +417,7 @@ def fit_spline_surface(smiles: SmileData, settings: SplineSettings | None = None
     min_g = np.array([_density(problem, x)[0].min() for problem, x in zip(problems, xs)])
     return SplineFit(slices=NodeSlices.from_lists(ks, ws), expiries=np.asarray(smiles.expiries, dtype=np.float64),
                      rmse_vol_points=np.asarray(rmse), inside_share=np.asarray(inside),
-                     min_butterfly_density=min_g, converged=np.full(len(problems), converged), iterations=np.full(len(problems), rounds),
+                     min_butterfly_density=min_g, converged=np.full(len(problems), converged),
+                     iterations=np.full(len(problems), rounds),
                      quotes=np.array([problem.quotes_k.shape[0] for problem in problems]),
                      seconds=time.perf_counter() - started)

@@ -184,7 +184,8 @@ def calibrate(
     console.print(_fit_table(fit_table, result.model))
     overall = overall_fit(result.smiles, fit_table)
     inside = (f"{overall['inside']} of {overall['quotes_with_ask']} quotes inside bid/ask "
-              f"({100 * overall['inside_share']:.1f}%)" if overall["quotes_with_ask"] else "no bid/ask quotes (mid vols)")
+              f"({100 * overall['inside_share']:.1f}%)" if overall["quotes_with_ask"]
+              else "no bid/ask quotes (mid vols)")
     console.print(f"overall: {inside}, RMSE {overall['rmse_vol_points']:.3f} vol points over {overall['quotes']} "
                   "quotes", highlight=False)
     if result.model == "spline":
