@@ -5,6 +5,8 @@ surface it was sampled from (at and between expiries, jit/grad, float64)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,10 +23,12 @@ SVI = dict(a=0.02 * EXPIRIES, b=0.1 * np.sqrt(EXPIRIES), rho=-0.5, m=0.0, sigma=
 K_RANGE = (-3.0, 3.0)
 
 
+@lru_cache(maxsize=None)
 def svi_surface():
     return VolSurface.from_svi(expiries=EXPIRIES, **SVI)
 
 
+@lru_cache(maxsize=None)
 def sampled_surface(nodes=400, k_range=K_RANGE):
     """The SVI surface sampled at ``nodes`` equally spaced k per slice."""
     k = np.linspace(*k_range, nodes)
@@ -85,6 +89,21 @@ def test_padding_of_ragged_slices_is_exact():
     together = padded.derivatives_at(points, 0)
     for a, b in zip(alone, together):
         np.testing.assert_allclose(b, a[:, 0], rtol=1e-12, atol=1e-14)
+
+
+def test_derivatives_at_evaluates_the_indexed_slice():
+    """The one-search gather of derivatives_at against every slice evaluated then indexed, at points between
+    nodes, on nodes and beyond both ends, on ragged (padded) slices."""
+    rng = np.random.default_rng(5)
+    ks = [np.sort(rng.uniform(-2.0, 2.0, size)) for size in (9, 30, 17)]
+    ws = [0.05 + 0.1 * k ** 2 + 0.01 * rng.standard_normal(k.size) ** 2 for k in ks]
+    slices = NodeSlices.from_lists(ks, ws)
+    points = np.concatenate([rng.uniform(-4.0, 4.0, 200), ks[0], ks[1], ks[2], [-2.5, 2.5]])
+    index = rng.integers(0, 3, points.size)
+    got = slices.derivatives_at(points, index)
+    every = slices.derivatives(points[:, None])
+    for g, e in zip(got, every):
+        np.testing.assert_allclose(g, np.asarray(e)[np.arange(points.size), index], rtol=1e-12, atol=1e-12)
 
 
 def test_gradient_flows_to_every_w_node():

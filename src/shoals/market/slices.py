@@ -109,10 +109,10 @@ class NodeSlices:
         return SVIDerivatives(*(jnp.moveaxis(x.reshape(back), 0, -1) for x in (w, dw, d2w)))
 
     def derivatives_at(self, log_moneyness, index) -> SVIDerivatives:
-        """w, w', w'' of slice ``index`` (an integer array broadcast with ``log_moneyness``) at each point."""
+        """w, w', w'' of slice ``index`` (an integer array broadcast with ``log_moneyness``) at each point, by the
+        rules of the module docstring; only that slice is evaluated at each point (see :func:`_gathered`)."""
         k, index = jnp.broadcast_arrays(jnp.asarray(log_moneyness, dtype=jnp.float64), jnp.asarray(index))
-        every = self.derivatives(k[..., None])
-        return SVIDerivatives(*(jnp.take_along_axis(x, index[..., None], axis=-1)[..., 0] for x in every))
+        return _gathered(jnp.asarray(self.k, dtype=jnp.float64), jnp.asarray(self.w, dtype=jnp.float64), k, index)
 
     def shift_total_variance(self, deltas) -> "NodeSlices":
         """The slices with every w node of slice i moved by ``deltas[i]``: a parallel shift of w_i(k) at every k
@@ -144,3 +144,26 @@ def _slice_derivatives(k, w, x):
     inside = jnp.clip(u, 0.0, 1.0)
     return (value, slope[j - 1] + inside * (slope[j] - slope[j - 1]),
             curvature[j - 1] + inside * (curvature[j] - curvature[j - 1]))
+
+
+def _gathered(k, w, x, index):
+    """:func:`_slice_derivatives` of slice ``index[p]`` at each point ``x[p]``, with one search over all nodes:
+    row i's nodes are keyed (k_{i,j} - k_{i,1}) + i L, L = the widest row span + 1, so the keys increase along
+    the flattened rows, and x (clipped to its row's span, which leaves the segment choice unchanged) is keyed
+    the same way.  At a point on a node either neighbouring segment gives the same w, w', w''."""
+    n, m = k.shape
+    slope, curvature = jax.vmap(node_derivatives)(k, w)
+    start, span = k[:, 0], k[:, -1] - k[:, 0]
+    width = jax.lax.stop_gradient(jnp.max(span) + 1.0)
+    rows = jnp.arange(n, dtype=jnp.float64)
+    keys = jax.lax.stop_gradient((k - start[:, None]) + rows[:, None] * width).ravel()
+    query = jnp.clip(x - start[index], 0.0, span[index]) + index * width
+    j = jnp.clip(jnp.searchsorted(keys, jax.lax.stop_gradient(query), side="right") - index * m, 1, m - 1)
+    flat = index * m + j
+    left, right = k.ravel()[flat - 1], k.ravel()[flat]
+    u = (x - left) / (right - left)
+    w_flat, slope, curvature = w.ravel(), slope.ravel(), curvature.ravel()
+    inside = jnp.clip(u, 0.0, 1.0)
+    return SVIDerivatives(w_flat[flat - 1] + u * (w_flat[flat] - w_flat[flat - 1]),
+                          slope[flat - 1] + inside * (slope[flat] - slope[flat - 1]),
+                          curvature[flat - 1] + inside * (curvature[flat] - curvature[flat - 1]))
