@@ -22,6 +22,7 @@ from shoals.market import FlatMarket  # noqa: E402
 from shoals.market.curves import ZeroCurve  # noqa: E402
 from shoals.market.local_vol import LocalVolGrid, build_local_vol  # noqa: E402
 from shoals.market.snapshot import MarketSnapshot  # noqa: E402
+from shoals.market.slices import NodeSlices  # noqa: E402
 from shoals.market.surface import VolSurface  # noqa: E402
 from shoals.market.svi import SVIParams  # noqa: E402
 from shoals.arbitrage.checks import check_arbitrage  # noqa: E402
@@ -46,7 +47,7 @@ __all__ = [
     "Cliquet", "ClosedForm", "European", "PiecewiseChebyshevProxy",
     "FiniteDifference", "HedgeSimResult", "Lookback", "Portfolio", "VarResult", "hedged_pnl", "historical_var",
     "price_book", "read_book", "value_at_risk", "FlatMarket", "IMPLIED_VOL_REASONS",
-    "InputError", "LocalVolGrid", "MarketSnapshot", "MonteCarlo", "PriceResult", "SVIParams", "ShoalsError",
+    "InputError", "LocalVolGrid", "MarketSnapshot", "MonteCarlo", "NodeSlices", "PriceResult", "SVIParams", "ShoalsError",
     "UnsupportedError", "VolSurface", "ZeroCurve", "black_scholes_greeks", "black_scholes_greeks_autodiff",
     "black_scholes_price", "build_local_vol", "build_smiles", "calibrate_surface", "check_arbitrage",
     "fit_forwards", "fit_svi", "implied_volatility", "price", "read_forwards", "read_market", "read_quotes",

@@ -1,9 +1,10 @@
 """Vega ladder by expiry pillar of the implied surface, by bump-and-reprice and by reverse-mode AD.
 
-Bucket i of the ladder is the sensitivity to the ATM implied vol of SVI slice i, sigma_i = sqrt(w_i(0)/T_i),
-moved by a parallel shift of that slice's total variance (its ``a`` parameter):
+Bucket i of the ladder is the sensitivity to the ATM implied vol of slice i, sigma_i = sqrt(w_i(0)/T_i),
+moved by a parallel shift of that slice's total variance (``shift_total_variance`` of the slice model: the
+``a`` parameter of an SVI slice, every w node of a node slice):
 
-.. math:: a_i \\to a_i + \\big((\\sigma_i + h)^2 - \\sigma_i^2\\big) T_i,
+.. math:: w_i(k) \\to w_i(k) + \\delta_i,\\qquad \\delta_i = \\big((\\sigma_i + h)^2 - \\sigma_i^2\\big) T_i,
 
 which moves the ATM vol of the slice by exactly h and keeps its shape in total variance.  Only the surface
 on (T_{i-1}, T_{i+1}) changes (the surface is linear in total variance between slices), so a European option
@@ -15,15 +16,17 @@ used as local vol and no grid noise enters the difference.
 * **Bump** (per 1.00 of vol): V_i = (V(+h) - V(-h)) / (2h), central, h = one vol point (0.01).
 * **AAD**: one reverse pass for the whole ladder.  The book value's gradient with respect to every node of
   the local vol grid (:meth:`PdePlan.value_and_gradient`) is pulled back through the Dupire construction to
-  the SVI parameters (``jax.vjp`` of :func:`local_vol_on`), then V_i = dV/da_i * 2 sigma_i T_i.  The same
-  pass gives dV/d(every SVI parameter), the input of market-quote risk
+  the slice model (``jax.vjp`` of :func:`local_vol_on`) and on to the shifts, V_i = dV/d delta_i * 2 sigma_i T_i
+  (dV/da_i for SVI, the sum of dV/dw over the slice's nodes for node slices).  The same pass gives dV/d(every
+  number of the slice model); for SVI that is the input of market-quote risk
   (:func:`shoals.greeks.quote_risk.quote_vega`).
 
 References: Gatheral, "The Volatility Surface" (2006) ch. 1 (Dupire) and 3 (SVI); Giles & Glasserman, "Smoking
 adjoints: fast Monte Carlo Greeks", Risk (2006) (adjoint Greeks); Capriotti & Giles, "Algorithmic
 differentiation: adjoint Greeks made easy", Risk (2012).
 Validation: tests/consistency/test_vega_ladder.py (bump vs AAD within 2 % of the largest bucket, the sum
-of buckets vs a parallel surface bump, European ladder on the bracketing pillars).
+of buckets vs a parallel surface bump, European ladder on the bracketing pillars),
+tests/consistency/test_slices_market.py (bump vs AAD on a node-slices market).
 """
 
 from __future__ import annotations
@@ -51,22 +54,21 @@ def pillar_atm_vols(surface: VolSurface) -> np.ndarray:
 
 def _check_surface(surface) -> None:
     if not isinstance(surface, VolSurface):
-        raise InputError(f"the vega ladder bumps SVI slices; the market's surface is a {type(surface).__name__}",
-                         field="surface", value=type(surface).__name__)
+        raise InputError(f"the vega ladder bumps the slices of a VolSurface; the market's surface is a "
+                         f"{type(surface).__name__}", field="surface", value=type(surface).__name__)
 
 
 def bump_pillars(snapshot, shifts) -> object:
     """``snapshot`` with slice i's ATM implied vol moved by ``shifts[i]`` (vol units), every slice's shape kept:
-    a_i -> a_i + ((sigma_i + shift_i)^2 - sigma_i^2) T_i."""
+    w_i(k) -> w_i(k) + ((sigma_i + shift_i)^2 - sigma_i^2) T_i (``shift_total_variance`` of the slice model)."""
     surface = snapshot.surface
     sigma = pillar_atm_vols(surface)
     expiries = np.asarray(surface.expiries, dtype=np.float64)
     shifts = np.broadcast_to(np.asarray(shifts, dtype=np.float64), sigma.shape)
     if np.any(sigma + shifts <= 0.0):
         raise InputError("a vol bump would make an ATM vol non-positive", field="shifts", value=shifts)
-    delta_a = ((sigma + shifts) ** 2 - sigma ** 2) * expiries
-    params = replace(surface.params, a=jnp.asarray(surface.params.a) + jnp.asarray(delta_a))
-    return snapshot.bump(surface=replace(surface, params=params))
+    deltas = ((sigma + shifts) ** 2 - sigma ** 2) * expiries
+    return snapshot.bump(surface=replace(surface, params=surface.params.shift_total_variance(deltas)))
 
 
 def bumped_vol_grids(snapshot, local_vol: LocalVolGrid, *, size: float = VOL_POINT) -> np.ndarray:
@@ -96,28 +98,34 @@ def ladder_from_bumps(values, *, size: float = VOL_POINT) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SurfaceGradient:
-    """dV/d(SVI parameters) of a book value V: ``params`` (P, 5) in the order a, b, rho, m, sigma, and the
-    AAD vega ladder ``ladder`` (P,) per 1.00 of each pillar's ATM vol."""
+    """The gradient of a book value V with respect to the surface's slice model: ``params`` dV/d(every number
+    of it) in its own form (an SVIParams of dV/d(a, b, rho, m, sigma), shape (P,) each, or a NodeSlices of
+    dV/dk and dV/dw, shape (P, nodes)), and the AAD vega ladder ``ladder`` (P,) per 1.00 of each pillar's ATM
+    vol."""
 
-    params: np.ndarray
+    params: object
     ladder: np.ndarray
 
 
 def surface_gradient(snapshot, local_vol: LocalVolGrid, vol_gradient) -> SurfaceGradient:
     """Pull dV/d(local vol nodes) ``vol_gradient`` (nt, ns) back through the Dupire construction on the nodes
-    of ``local_vol`` (:func:`local_vol_on`, reverse mode) to the SVI parameters; the AAD ladder is
-    dV/da_i * 2 sigma_i T_i (the derivative of the bump of :func:`bump_pillars`)."""
+    of ``local_vol`` (:func:`local_vol_on`, reverse mode) to the slice model; the AAD ladder is
+    dV/d delta_i * 2 sigma_i T_i (the derivative of the bump of :func:`bump_pillars`), with dV/d delta_i the
+    slice model's cotangent pulled back through ``shift_total_variance`` (dV/da_i for SVI, the sum of dV/dw
+    over slice i's nodes for node slices)."""
     _check_surface(snapshot.surface)
     vol_gradient = jnp.asarray(vol_gradient, dtype=jnp.float64)
     if vol_gradient.shape != tuple(np.shape(local_vol.vols)):
         raise InputError(f"gradient of shape {vol_gradient.shape} does not match the grid {np.shape(local_vol.vols)}",
                          field="vol_gradient", value=vol_gradient.shape)
-    _, pullback = jax.vjp(lambda params: _grid_vols(snapshot, params, local_vol), snapshot.surface.params)
+    params = snapshot.surface.params
+    _, pullback = jax.vjp(lambda p: _grid_vols(snapshot, p, local_vol), params)
     (cotangent,) = pullback(vol_gradient)
-    params = np.asarray(cotangent.stacked())
     expiries = np.asarray(snapshot.surface.expiries, dtype=np.float64)
-    ladder = params[:, 0] * 2.0 * pillar_atm_vols(snapshot.surface) * expiries
-    return SurfaceGradient(params=params, ladder=ladder)
+    _, shift_pullback = jax.vjp(params.shift_total_variance, jnp.zeros(expiries.shape, dtype=jnp.float64))
+    (by_shift,) = shift_pullback(cotangent)
+    ladder = np.asarray(by_shift) * 2.0 * pillar_atm_vols(snapshot.surface) * expiries
+    return SurfaceGradient(params=jax.tree.map(np.asarray, cotangent), ladder=ladder)
 
 
 def _grid_vols(snapshot, params, like):

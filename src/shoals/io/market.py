@@ -4,6 +4,12 @@
      "rate": 0.04,                                   # or {"times": [...], "zero_rates": [...]}
      "dividend": 0.0,                                # idem
      "svi": [{"expiry": 0.25, "a": 0.01, "b": 0.1, "rho": -0.4, "m": 0.0, "sigma": 0.2}, ...]}
+
+or, instead of ``"svi"``, ``"slices": [{"expiry": 0.25, "k": [...], "w": [...]}, ...]``: total variance w on
+a k-grid per expiry (at least :data:`MIN_FILE_NODES` nodes, k strictly increasing, w > 0), read into a
+:class:`~shoals.market.slices.NodeSlices` surface (linear in k between nodes, linearly extrapolated; the
+rules are in :mod:`shoals.market.slices`).  A file carries one of the two forms.
+Validation: tests/unit/test_market_io.py, tests/consistency/test_slices_market.py.
 """
 
 from __future__ import annotations
@@ -17,12 +23,16 @@ import numpy as np
 
 from shoals.errors import InputError
 from shoals.market.curves import ZeroCurve
+from shoals.market.slices import NodeSlices
 from shoals.market.snapshot import MarketSnapshot
 from shoals.market.surface import VolSurface
 from shoals.market.svi import SVIParams
 
 _SVI_KEYS = ("expiry", "a", "b", "rho", "m", "sigma")
-_TOP_KEYS = ("spot", "rate", "dividend", "svi")
+_NODE_KEYS = ("expiry", "k", "w")
+_TOP_KEYS = ("spot", "rate", "dividend", "svi", "slices")
+#: The fewest nodes a slice of the ``"slices"`` form may have (BOOK_SCHEMA.md, "Market").
+MIN_FILE_NODES = 200
 
 
 def _number(value, field: str, source: str, *, positive=False) -> float:
@@ -66,19 +76,25 @@ def read_market(path) -> MarketSnapshot:
         raise InputError(f"cannot read the market file ({error})", source=source) from None
     if not isinstance(data, dict):
         raise InputError("the market file must hold one JSON object", source=source)
-    unknown = set(data) - set(_TOP_KEYS) - {"slices"}
+    unknown = set(data) - set(_TOP_KEYS)
     if unknown:
         raise InputError(f"unknown key(s) {sorted(unknown)}; expected {', '.join(_TOP_KEYS)}", source=source)
-    if "slices" in data:
-        raise InputError("the 'slices' (k, w node) form is not supported by this version; give 'svi' slices",
-                         field="slices", source=source)
-    for key in ("spot", "rate", "svi"):
+    if "svi" in data and "slices" in data:
+        raise InputError("give the surface once: 'svi' or 'slices', not both", field="slices", source=source)
+    for key in ("spot", "rate"):
         if key not in data:
             raise InputError("required key is missing", field=key, source=source)
+    if "svi" not in data and "slices" not in data:
+        raise InputError("required key is missing (or give 'slices')", field="svi", source=source)
     spot = _number(data["spot"], "spot", source, positive=True)
     rate = _curve(data["rate"], "rate", source)
     dividend = _curve(data.get("dividend", 0.0), "dividend", source)
-    slices = data["svi"]
+    surface = _svi_surface(data["svi"], source) if "svi" in data else _node_surface(data["slices"], source)
+    return MarketSnapshot(spot=jnp.asarray(spot), rate=rate, dividend=dividend, surface=surface)
+
+
+def _svi_surface(slices, source: str) -> VolSurface:
+    """The ``"svi"`` list as a surface; errors name ``svi[i].key``."""
     if not isinstance(slices, list) or not slices:
         raise InputError("must be a non-empty list of SVI slices", field="svi", source=source)
     rows = []
@@ -92,8 +108,50 @@ def read_market(path) -> MarketSnapshot:
     table = np.asarray(sorted(rows))
     if np.any(np.diff(table[:, 0]) <= 0) or table[0, 0] <= 0:
         raise InputError("slice expiries must be positive and distinct", field="svi", source=source)
-    surface = VolSurface(expiries=jnp.asarray(table[:, 0]), params=SVIParams.from_stacked(table[:, 1:]))
-    return MarketSnapshot(spot=jnp.asarray(spot), rate=rate, dividend=dividend, surface=surface)
+    return VolSurface(expiries=jnp.asarray(table[:, 0]), params=SVIParams.from_stacked(table[:, 1:]))
+
+
+def _node_surface(slices, source: str) -> VolSurface:
+    """The ``"slices"`` list as a :class:`NodeSlices` surface; errors name ``slices[i].key``."""
+    if not isinstance(slices, list) or not slices:
+        raise InputError("must be a non-empty list of {\"expiry\", \"k\", \"w\"} slices", field="slices",
+                         source=source)
+    expiries, ks, ws = [], [], []
+    for index, item in enumerate(slices):
+        field = f"slices[{index}]"
+        if not isinstance(item, dict) or set(item) != set(_NODE_KEYS):
+            keys = sorted(item) if isinstance(item, dict) else type(item).__name__
+            raise InputError(f"a slice has exactly the keys {', '.join(_NODE_KEYS)}; got {keys}", field=field,
+                             source=source)
+        expiries.append(_number(item["expiry"], f"{field}.expiry", source, positive=True))
+        k, w = (_nodes(item[key], f"{field}.{key}", source) for key in ("k", "w"))
+        if k.size != w.size:
+            raise InputError(f"k has {k.size} nodes and w {w.size}; give one w per k", field=f"{field}.w",
+                             source=source)
+        if np.any(np.diff(k) <= 0.0):
+            j = int(np.argmax(np.diff(k) <= 0.0))
+            raise InputError(f"k must be strictly increasing; k[{j}] = {k[j]!r}, k[{j + 1}] = {k[j + 1]!r}",
+                             field=f"{field}.k", source=source)
+        if np.any(w <= 0.0):
+            j = int(np.argmax(w <= 0.0))
+            raise InputError(f"total variance must be > 0; w[{j}] = {w[j]!r}", field=f"{field}.w", source=source)
+        ks.append(k)
+        ws.append(w)
+    order = np.argsort(expiries, kind="stable")
+    sorted_expiries = np.asarray(expiries)[order]
+    if np.any(np.diff(sorted_expiries) <= 0):
+        raise InputError("slice expiries must be distinct", field="slices", source=source)
+    return VolSurface(expiries=jnp.asarray(sorted_expiries),
+                      params=NodeSlices.from_lists([ks[i] for i in order], [ws[i] for i in order]))
+
+
+def _nodes(value, field: str, source: str) -> np.ndarray:
+    """A list of at least :data:`MIN_FILE_NODES` finite numbers."""
+    if not isinstance(value, list) or len(value) < MIN_FILE_NODES:
+        size = len(value) if isinstance(value, list) else type(value).__name__
+        raise InputError(f"must be a list of at least {MIN_FILE_NODES} numbers (one per node), got {size}",
+                         field=field, source=source)
+    return np.asarray([_number(x, f"{field}[{j}]", source) for j, x in enumerate(value)], dtype=np.float64)
 
 
 def _curve_json(curve: ZeroCurve):
@@ -103,13 +161,19 @@ def _curve_json(curve: ZeroCurve):
 
 
 def market_to_dict(snapshot: MarketSnapshot) -> dict:
-    """The JSON-ready dict of a snapshot with an SVI surface (full float precision)."""
+    """The JSON-ready dict of a snapshot (full float precision): the ``"slices"`` form for a
+    :class:`NodeSlices` surface (every node, padding included), the ``"svi"`` form for an SVI surface."""
     surface = snapshot.surface
+    expiries = np.asarray(surface.expiries, dtype=float)
+    data = {"spot": float(snapshot.spot), "rate": _curve_json(snapshot.rate),
+            "dividend": _curve_json(snapshot.dividend)}
+    if isinstance(surface.params, NodeSlices):
+        ks, ws = (np.asarray(x, dtype=float) for x in (surface.params.k, surface.params.w))
+        data["slices"] = [{"expiry": float(t), "k": k.tolist(), "w": w.tolist()} for t, k, w in zip(expiries, ks, ws)]
+        return data
     params = np.asarray(surface.params.stacked(), dtype=float)
-    return {"spot": float(snapshot.spot), "rate": _curve_json(snapshot.rate),
-            "dividend": _curve_json(snapshot.dividend),
-            "svi": [dict(zip(_SVI_KEYS, [float(t), *map(float, p)]))
-                    for t, p in zip(np.asarray(surface.expiries, dtype=float), params)]}
+    data["svi"] = [dict(zip(_SVI_KEYS, [float(t), *map(float, p)])) for t, p in zip(expiries, params)]
+    return data
 
 
 def write_market(snapshot: MarketSnapshot, path) -> Path:

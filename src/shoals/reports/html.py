@@ -414,7 +414,8 @@ def _data_quality_section(result) -> str:
 def _quote_vega_section(result) -> str:
     quote_vega = _frame(result.quote_vega)
     if quote_vega is None:
-        return _section("quote-vega", [_note("market-quote vega was not computed")])
+        reason = (result.summary or {}).get("quote_vega") or "not computed"
+        return _section("quote-vega", [_note(f"market-quote vega was {reason}")])
     if quote_vega.empty or "vega" not in quote_vega:
         return _section("quote-vega", [_note("no market-quote vega")])
     order = quote_vega["vega"].abs().sort_values(ascending=False, kind="stable").index

@@ -18,6 +18,9 @@ random numbers, and no AAD ladder (reverse mode through the path simulation is n
 get the bump ladder only (:data:`AAD_EXCLUDED`): the summary says how many trades are bump-only.  The per-trade ``vega`` column is the sum of the trade's bump ladder, i.e. the central difference
 for a parallel move of every slice's ATM vol (shape kept in total variance).
 
+Market-quote vega needs quotes fitted by SVI: with a market file, or a surface of another slice model, it is
+skipped and ``summary["quote_vega"]`` says why.
+
 Checkpoint.  With ``checkpoint=`` each chunk's result is stored as it completes and ``resume=True`` prices
 only the chunks an interrupted run did not finish (:mod:`shoals.execution.checkpoint`, docs/run.md).
 
@@ -54,6 +57,7 @@ from shoals.greeks.vega_ladder import (
 from shoals.instruments import stack
 from shoals.io.book import BookRow, read_book
 from shoals.market.local_vol import LocalVolGrid, build_local_vol
+from shoals.market.svi import SVIParams
 from shoals.methods import FiniteDifference, MonteCarlo, stream_of
 from shoals.risk.book import OUTPUT_COLUMNS, Auto, price_book
 from shoals.risk.run_result import RunResult
@@ -250,19 +254,34 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
 
     clock = time.perf_counter()
     trades, by_trade, ladder, gradient = _assemble(rows, tasks, results, snapshot, grid, vega)
-    quote_vega = None
-    if gradient is not None and quote_risk and calibration is not None:
-        from shoals.greeks.quote_risk import quote_vega as market_quote_vega
-
-        quote_vega = market_quote_vega(calibration, gradient.params)
+    quote_vega, quote_vega_note = _market_quote_vega(calibration, gradient, quote_risk)
     timings["aggregation"] = time.perf_counter() - clock
     by_type = book_by_type(trades)
     summary = _summary(trades, by_type, ladder, results, method, executor, timings, vega, shared.aad)
+    summary["quote_vega"] = quote_vega_note
     if store is not None:
         summary["checkpoint"] = {"folder": str(store.folder), "chunks": len(tasks), "reused": reused}
     return RunResult(trades=trades, ladder=ladder, ladder_by_trade=by_trade, by_type=by_type, summary=summary,
                      snapshot=snapshot, local_vol=grid, local_vol_report=grid_report, calibration=calibration,
                      arbitrage=arbitrage, quote_vega=quote_vega, timings=timings)
+
+
+def _market_quote_vega(calibration, gradient, enabled: bool):
+    """Market-quote vega (:func:`shoals.greeks.quote_risk.quote_vega`) and the summary's note on it: it needs
+    quotes fitted by SVI (a calibration whose surface is SVI) and the AAD gradient of the book; otherwise
+    ``(None, why not)``."""
+    if not enabled:
+        return None, "not requested"
+    if calibration is None:
+        return None, "not computed: the market was given as a file (no quotes were fitted)"
+    if gradient is None:
+        return None, "not computed: needs the AAD ladder (vega and aad on, trades priced by the PDE)"
+    if not isinstance(gradient.params, SVIParams):
+        return None, (f"not computed: the surface is a {type(gradient.params).__name__} surface; market-quote vega "
+                      "goes through an SVI fit")
+    from shoals.greeks.quote_risk import quote_vega
+
+    return quote_vega(calibration, gradient.params), "computed (d book / d quoted mid implied vol through the SVI fit)"
 
 
 def chunk_key(task: ChunkTask) -> str:
