@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,6 +32,7 @@ from typer.testing import CliRunner
 import shoals  # noqa: F401  (float64)
 from shoals.cli.main import app
 from shoals.errors import InputError
+from shoals.greeks.quote_risk import quote_vega
 from shoals.greeks.vega_ladder import bumped_vol_grids, ladder_from_bumps, surface_gradient
 from shoals.instruments import Asian, Barrier
 from shoals.io.market import read_market, write_market
@@ -162,6 +165,15 @@ def test_run_ladders_by_bump_and_aad_agree_on_a_slices_market(run_outputs):
     assert np.max(np.abs(aad - bump)) <= 0.02 * np.max(np.abs(bump))
     reference = pd.read_csv(run_outputs["svi"] / "ladder.csv")["vega_bump"].to_numpy()
     assert np.max(np.abs(bump - reference)) <= 0.01 * np.max(np.abs(reference))
+
+
+def test_market_quote_vega_refuses_node_slice_sensitivities(markets):
+    snapshot = read_market(markets.slices_file)
+    sensitivities = jax.grad(lambda s: jnp.sum(s.total_variance(jnp.linspace(-0.2, 0.2, 5), 0.7)))(snapshot.surface)
+    calibration = SimpleNamespace(smiles=SimpleNamespace(n_slices=SKEWED_EXPIRIES.size))
+    with pytest.raises(InputError, match="SVI fit") as error:
+        quote_vega(calibration, sensitivities)
+    assert error.value.field == "dvalue_dparams"
 
 
 @pytest.mark.slow

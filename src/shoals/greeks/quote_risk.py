@@ -85,6 +85,7 @@ from shoals.calibration.svi import (
 from shoals.errors import InputError
 from shoals.kernels.svi import svi_total_variance
 from shoals.market.quotes import SmileData
+from shoals.market.slices import NodeSlices
 from shoals.market.svi import SVIParams
 
 PARAM_NAMES = ("a", "b", "rho", "m", "sigma")
@@ -295,8 +296,8 @@ def quote_vega(calibration, dvalue_dparams, *, weighting: str | None = None,
     shift of a slice).
     """
     smiles = calibration.smiles
-    result = fit_parameter_jacobian(smiles, calibration.fit, weighting=weighting, ridge=ridge)
     gradient = _as_gradient(dvalue_dparams, smiles.n_slices)
+    result = fit_parameter_jacobian(smiles, calibration.fit, weighting=weighting, ridge=ridge)
     vega = np.einsum("sp,spq->sq", gradient, result.jacobian)
     mask = result.mask
     slice_index = np.broadcast_to(np.arange(mask.shape[0])[:, None], mask.shape)
@@ -331,6 +332,10 @@ def _check_weighting(weighting, fit: SVIFit) -> str:
 
 def _as_gradient(dvalue_dparams, n_slices: int) -> np.ndarray:
     value = getattr(dvalue_dparams, "params", dvalue_dparams)  # a VolSurface of sensitivities
+    if isinstance(value, NodeSlices):
+        raise InputError("market-quote vega goes through the SVI fit; these are sensitivities to node slices "
+                         "(k, w nodes), which have no SVI parameters", field="dvalue_dparams",
+                         value=type(value).__name__)
     if isinstance(value, SVIParams):
         value = value.stacked()
     value = np.asarray(value, dtype=np.float64)
