@@ -27,8 +27,8 @@ before the first and after the last slice; w(k, t) = 0 for t <= 0.  Consequences
   differences).  It jumps at the interior expiries; ``derivatives(..., side="right")`` (default) returns
   the derivative over [T_i, T_{i+1}), ``side="left"`` over (T_{i-1}, T_i].
 * Every smile between two expiries is a convex combination of two slices (smooth in k with analytic
-  w', w'' for SVI; w', w'' by the node rule of :mod:`shoals.market.slices` for node slices).  Changing slice i changes the surface on (T_{i-1}, T_{i+1}) only (a clean vega
-  ladder, a local repair).
+  w', w'' for SVI; w', w'' by the node rule of :mod:`shoals.market.slices` for node slices).  Changing
+  slice i changes the surface on (T_{i-1}, T_{i+1}) only (a clean vega ladder, a local repair).
 * Beyond the last expiry the surface keeps the last slice's implied volatility at fixed k (rather than
   extending the last interval's forward variance, which can be ~0 on real data and then makes the
   local volatility vanish).

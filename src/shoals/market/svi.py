@@ -3,7 +3,7 @@
 :class:`SVIParams` is one of the two slice models a :class:`shoals.market.surface.VolSurface` holds (the
 other is :class:`shoals.market.slices.NodeSlices`); both give ``total_variance``, ``derivatives``,
 ``derivatives_at`` and ``shift_total_variance`` with the same broadcasting.
-Validation: tests/unit/test_surface.py, tests/unit/test_svi_kernel.py.
+Validation: tests/unit/test_surface.py, tests/unit/test_node_slices.py (derivatives_at, shift_total_variance).
 """
 
 from __future__ import annotations
