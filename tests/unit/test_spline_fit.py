@@ -169,3 +169,23 @@ def test_cli_calibrate_spline_writes_slices(tmp_path):
     assert all(len(s["k"]) == len(s["w"]) >= 200 for s in market["slices"])
     bad = runner.invoke(app, ["calibrate", str(quotes), "--spot", "100", "--model", "spline", "--nodes", "50"])
     assert bad.exit_code == 2
+
+
+def test_cli_run_on_the_spline_surface(tmp_path):
+    """``shoals run --model spline``: the embedded example's quotes fitted by the spline, a European and a
+    barrier priced with the vega ladder by bump and AAD, the surface written in the slices form."""
+    book = tmp_path / "book.csv"
+    book.write_text("id,instrument,option_type,strike,maturity,quantity,notional,barrier,barrier_type\n"
+                    "eu,european,call,100,0.6,2,10,,\n"
+                    "dao,barrier,call,100,0.5,-1,5,85,down-and-out\n")
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["run", "--model", "spline", "--book", str(book), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    surface = json.loads((out / "surface.json").read_text())
+    assert "slices" in surface
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ladder"]["bump_aad_difference"] < 0.02
+    import pandas as pd
+
+    trades = pd.read_csv(out / "trades.csv")
+    assert (trades["status"] == "ok").all()

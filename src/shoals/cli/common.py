@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -40,3 +41,15 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     except OSError:
         pass
+
+
+class SurfaceModel(str, Enum):
+    """The slice model fitted to quotes (``shoals calibrate --model``, ``shoals run --model``)."""
+
+    svi = "svi"
+    spline = "spline"
+
+
+ModelOption = Annotated[SurfaceModel, typer.Option(
+    "--model", help="Slice model fitted to quotes: svi (raw SVI, repaired if needed) or spline (arbitrage-free "
+                    "smoothing spline in total variance, fitted inside bid/ask; written as 'slices').")]

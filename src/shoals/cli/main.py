@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from shoals.cli.common import console, enable_compilation_cache, errors, fail
+from shoals.cli.common import ModelOption, SurfaceModel, console, enable_compilation_cache, errors, fail
 from shoals.cli.risk_commands import register as register_risk_commands
 from shoals.cli.run_command import register as register_run_command
 
@@ -117,11 +117,6 @@ class Weighting(str, Enum):
     uniform = "uniform"
 
 
-class SurfaceModel(str, Enum):
-    svi = "svi"
-    spline = "spline"
-
-
 def _fit_table(frame, model: str) -> Table:
     name = "SVI" if model == "svi" else "Arbitrage-free spline"
     table = Table(title=f"{name} fit per expiry (vols in vol points; inside = share of fitted vols within bid/ask)")
@@ -145,10 +140,7 @@ def calibrate(
         None, "--rate", help="Flat continuous rate: fixes discount factors parity cannot identify, and vol-only quotes."),
     dividend: float | None = typer.Option(None, "--dividend", help="Flat dividend yield (vol-only quotes)."),
     valuation_date: str | None = typer.Option(None, "--valuation-date", help="ISO date (default: quote_date)."),
-    model: SurfaceModel = typer.Option(
-        SurfaceModel.svi, "--model",
-        help="Slice model: svi (raw SVI, repaired if needed) or spline (arbitrage-free smoothing spline in total "
-             "variance, fitted inside bid/ask; written as 'slices')."),
+    model: ModelOption = SurfaceModel.svi,
     weighting: Weighting = typer.Option(Weighting.vega, "--weighting", help="Quote weights in the SVI fit."),
     repair: bool = typer.Option(True, "--repair/--no-repair", help="Repair calendar/butterfly violations (SVI)."),
     smoothness: float = typer.Option(

@@ -19,8 +19,10 @@ from rich.table import Table
 from shoals.cli.common import (
     BookOption,
     MarketOption,
+    ModelOption,
     QuotesOption,
     SpotOption,
+    SurfaceModel,
     console,
     enable_compilation_cache,
     errors,
@@ -85,9 +87,10 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
     paths: Annotated[int | None, typer.Option("--paths", help="Monte Carlo paths per trade.")] = None,
     spot: SpotOption = None,
+    model: ModelOption = SurfaceModel.svi,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with 1 when any trade failed.")] = False,
 ) -> None:
-    """Run the whole book pipeline: quotes -> forwards -> SVI surface -> arbitrage report -> local vol ->
+    """Run the whole book pipeline: quotes -> forwards -> SVI (or --model spline) surface -> arbitrage report -> local vol ->
     every trade priced with delta, gamma, theta -> vega ladder by expiry (bump and AAD) -> book risk ->
     trades.csv/.parquet, ladder.csv, summary.json, surface.json and report.html in --out.  After Ctrl-C or a
     crash, the same command with --resume OUT prices only the chunks not yet in OUT/checkpoint/."""
@@ -120,7 +123,7 @@ def run(
             with pool:
                 result = run_book(quotes=quotes, market=market, book=book, spot=spot, method=method.value,
                                   executor=pool, vega=vega, seed=seed, paths=paths, progress=report,
-                                  checkpoint=out / CHECKPOINT, resume=resume is not None)
+                                  checkpoint=out / CHECKPOINT, resume=resume is not None, model=model.value)
             report("report", 0, 1)
             clock = time.perf_counter()
             written = write_run_outputs(result, out)

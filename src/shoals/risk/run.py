@@ -197,11 +197,13 @@ def _stage(progress, name: str, done: int = 0, total: int = 1):
 
 def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, method: str = "pde",
              executor=None, vega: bool = True, aad: bool = True, seed: int = 0, paths: int | None = None,
-             quote_risk: bool = True, progress=None, checkpoint=None, resume: bool = False) -> RunResult:
+             quote_risk: bool = True, progress=None, checkpoint=None, resume: bool = False,
+             model: str = "svi") -> RunResult:
     """Run the book pipeline and return a :class:`RunResult`.
 
-    ``quotes`` (CSV/Parquet chain; default the embedded example with spot 100) are calibrated unless a
-    ``market`` file (or :class:`MarketSnapshot`) is given; ``book`` (BOOK_SCHEMA.md file, default the embedded
+    ``quotes`` (CSV/Parquet chain; default the embedded example with spot 100) are calibrated with the slice
+    ``model`` ("svi" or "spline", :func:`shoals.calibration.surface.calibrate_surface`) unless a ``market``
+    file (or :class:`MarketSnapshot`) is given; ``book`` (BOOK_SCHEMA.md file, default the embedded
     150-trade book); ``method`` ``"pde"`` or ``"mc"``; ``executor`` (default serial); ``vega`` the ladder by
     bumps, ``aad`` also by reverse mode (PDE trades); ``seed`` / ``paths`` for Monte Carlo.  ``progress(stage,
     done, total)`` is called as stages advance.  File-level problems raise :class:`InputError`; a bad trade
@@ -223,13 +225,13 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     if checkpoint is not None:
         store = open_checkpoint(checkpoint, resume=resume, inputs=_run_inputs(
             quotes=quotes, market=market, book=book, spot=spot, method=method, vega=vega, aad=aad, seed=seed,
-            paths=paths))
+            paths=paths, model=model))
     elif resume:
         raise InputError("resume needs the checkpoint folder of the interrupted run", field="checkpoint")
 
     clock = time.perf_counter()
     _stage(progress, "market")
-    snapshot, calibration, arbitrage = market_stage(quotes, market, spot)
+    snapshot, calibration, arbitrage = market_stage(quotes, market, spot, model=model)
     timings["market"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -291,7 +293,7 @@ def chunk_key(task: ChunkTask) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
-def _run_inputs(*, quotes, market, book, spot, method, vega, aad, seed, paths) -> dict:
+def _run_inputs(*, quotes, market, book, spot, method, vega, aad, seed, paths, model="svi") -> dict:
     """What a checkpoint's manifest records of a run (a resumed run must match it): digests of the book and
     of the quotes or market (a file's bytes, or the pickle of an in-memory object), the options that change
     a chunk's numbers, the chunk size and the Shoals version.  The executor is not recorded: every executor
@@ -303,7 +305,8 @@ def _run_inputs(*, quotes, market, book, spot, method, vega, aad, seed, paths) -
     return {"shoals": __version__, "book": _digest(example_path(EXAMPLE_BOOK) if book is None else book),
             "quotes": None if quotes is None else _digest(quotes),
             "market": None if market is None else _digest(market), "spot": spot, "method": method, "vega": vega,
-            "aad": aad, "seed": seed, "paths": paths, "chunk_cost": CHUNK_COST}
+            "aad": aad, "seed": seed, "paths": paths, "model": None if market is not None else model,
+            "chunk_cost": CHUNK_COST}
 
 
 def _digest(source) -> str | None:
@@ -322,9 +325,9 @@ def book_and_local_vol(book, snapshot) -> tuple[list[BookRow], tuple]:
     return rows, build_local_vol(snapshot, t_max=horizon)
 
 
-def market_stage(quotes, market, spot):
+def market_stage(quotes, market, spot, *, model: str = "svi"):
     """The market of a run: ``market`` (a file or :class:`MarketSnapshot`) as given, or ``quotes`` (default
-    the embedded example, spot 100) calibrated.  Returns ``(snapshot, calibration or None, arbitrage report)``."""
+    the embedded example, spot 100) calibrated with the slice ``model`` ("svi" or "spline").  Returns ``(snapshot, calibration or None, arbitrage report)``."""
     from shoals.arbitrage.checks import check_arbitrage
     from shoals.market.snapshot import MarketSnapshot
 
@@ -346,7 +349,7 @@ def market_stage(quotes, market, spot):
         spot = EXAMPLE_SPOT if spot is None else spot
     table, cleaning = read_quotes(quotes, spot=spot)
     given = read_forwards(quotes, spot=spot)
-    calibration = calibrate_surface(table, cleaning, spot=spot, given_forwards=given)
+    calibration = calibrate_surface(table, cleaning, spot=spot, given_forwards=given, model=model)
     return calibration.snapshot, calibration, calibration.arbitrage
 
 
