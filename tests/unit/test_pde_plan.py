@@ -72,3 +72,57 @@ def test_mismatched_vol_nodes_are_refused(market):
     plan, _ = LEAN.plan(CONTRACTS["european"], snapshot, local_vol=grid)
     with pytest.raises(ValueError, match="do not match"):
         plan.values(np.ones((3, 3)))
+
+
+def test_values_at_other_spots_against_closed_forms():
+    """One solve at S_0 = 100 read at other spots (PdePlan.values_at) against independent prices there: Black-
+    Scholes for Europeans, QuantLib's AnalyticBarrierEngine for a down-and-out call (flat vol 0.25, r 0.03,
+    q 0.01).  Off the grid gives NaN."""
+    ql = pytest.importorskip("QuantLib")
+    from support import quantlib_flat_process
+
+    fd = FiniteDifference(vega=False)
+    market = FlatMarket(spot=100.0, rate=0.03, vol=0.25, dividend=0.01)
+    spots = np.array([[85.0, 92.0, 100.0, 108.0, 118.0]] * 2)
+    europeans = European(strike=np.array([95.0, 110.0]), maturity=np.array([0.5, 1.0]), is_call=np.array([True, False]))
+    values = fd.values_at(europeans, market, spots)
+    expected = np.asarray(black_scholes_price(spots=spots, strikes=np.array([[95.0], [110.0]]),
+                                              expiries=np.array([[0.5], [1.0]]), volatilities=0.25, rates=0.03,
+                                              dividend_yields=0.01, is_call=np.array([[True], [False]])))
+    np.testing.assert_allclose(values, expected, rtol=2e-4, atol=2e-4)
+
+    barrier = Barrier(strike=100.0, maturity=1.0, barrier=80.0, is_call=True)
+    ladder = np.array([[82.0, 90.0, 100.0, 110.0, 120.0]])
+    values = fd.values_at(barrier, market, ladder)[0]
+    today = ql.Date(2, 1, 2024)
+    option = ql.BarrierOption(ql.Barrier.DownOut, 80.0, 0.0, ql.PlainVanillaPayoff(ql.Option.Call, 100.0),
+                              ql.EuropeanExercise(today + 365))
+    for spot, value in zip(ladder[0], values):
+        process = quantlib_flat_process(today, spot=float(spot), rate=0.03, dividend=0.01, vol=0.25)
+        option.setPricingEngine(ql.AnalyticBarrierEngine(process))
+        assert value == pytest.approx(option.NPV(), rel=2e-3, abs=2e-4)
+    far = fd.values_at(European(strike=100.0, maturity=0.1), market, np.array([[1.0, 100.0, 1e4]]))[0]
+    assert np.isnan(far[0]) and np.isfinite(far[1]) and np.isnan(far[2])
+
+
+def test_values_at_agree_with_solves_at_those_spots_under_local_vol(market):
+    """Under the skewed local vol: the curve of one solve equals separate solves at each spot (grids centred
+    elsewhere) within the grids' error, for every type with a spot curve; the cliquet, whose readout holds its
+    first reset at S_0, is refused."""
+    from shoals.errors import UnsupportedError
+    from shoals.instruments import Cliquet
+
+    snapshot, grid = market
+    fd = FiniteDifference(vega=False)
+    spots = np.array([[88.0, 95.0, 100.0, 104.0, 109.0]])          # the lookback: below its running max
+    contracts = [European(strike=95.0, maturity=0.5), American(strike=100.0, maturity=1.0, is_call=False),
+                 Asian(strike=100.0, maturity=1.0, fixings=12),
+                 Barrier(strike=100.0, maturity=1.0, barrier=80.0, is_call=True),
+                 Lookback(strike=100.0, maturity=1.0, floating=False, is_call=True, running_extreme=110.0)]
+    for contract in contracts:
+        curve = fd.values_at(contract, snapshot, spots, local_vol=grid)[0]
+        direct = [float(np.asarray(fd.price(contract, snapshot.bump(spot=spot), local_vol=grid).value))
+                  for spot in spots[0]]
+        np.testing.assert_allclose(curve, direct, rtol=2e-3, atol=2e-3, err_msg=type(contract).__name__)
+    with pytest.raises(UnsupportedError):
+        fd.values_at(Cliquet(maturity=1.0, resets=12), snapshot, spots, local_vol=grid)

@@ -477,7 +477,8 @@ def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None =
     return PdePlan(solve=_cliquet_solve, options=(), arguments=arguments, table=as_table(market.vol),
                    x=jnp.asarray(log_spot[:, None] + xi), market=market, combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade,
-                                "state": "last reset level (Greeks at the first reset level S_0 held fixed)"})
+                                "state": "last reset level (Greeks at the first reset level S_0 held fixed)"},
+                   spot_curve=False)
 
 
 PLANNERS = {Asian: plan_asian, Lookback: plan_lookback, Cliquet: plan_cliquet}

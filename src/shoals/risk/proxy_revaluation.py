@@ -34,7 +34,7 @@ Theory and Approximation Practice" (2013) ch. 2-3, 8.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import pairwise
 
 import jax.numpy as jnp
@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.chebyshev import chebvander
 
-from shoals.errors import InputError
+from shoals.errors import InputError, UnsupportedError
 from shoals.execution import SerialExecutor, cost_sorted_order
 from shoals.greeks.vega_ladder import pillar_atm_vols
 from shoals.instruments import Barrier, Lookback, stack
@@ -112,29 +112,68 @@ def _node_spot(contract, base_spot: float, x: float) -> float:
     return float(spot)
 
 
+def _same_terms(first, second) -> bool:
+    """Whether two contracts are of one type with equal fields (NaN equal to NaN)."""
+    return type(first) is type(second) and all(
+        np.array_equal(np.asarray(getattr(first, f.name)), np.asarray(getattr(second, f.name)), equal_nan=True)
+        for f in fields(first))
+
+
+def _cell_entries(row, cells, market, base_spot: float, spot_nodes: int):
+    """Per cell of one trade: the node spots and, per node, the shocked row (:func:`scenario_rows`) or its
+    fixed value (a knocked-out barrier)."""
+    for c, (lo, hi) in enumerate(cells):
+        spots = [_node_spot(row.contract, base_spot, x) for x in chebyshev.grid_axes([lo], [hi], [spot_nodes])[0]]
+        shocked = []
+        for spot in spots:
+            if isinstance(row.contract, (Barrier, Lookback)):
+                (moved,), fixed = scenario_rows([row], market.bump(spot=jnp.asarray(spot)), base_spot)
+                shocked.append((moved, fixed.get(0)))
+            else:
+                shocked.append((row, None))
+        yield c, spots, shocked
+
+
 def price_nodes(task: ProxyTask, shared: ProxyMarket) -> np.ndarray:
     """Per-unit values (trades, max cells, spot nodes) of the chunk at vol node ``vol_index`` (NaN for absent
-    cells): each trade after the shock (:func:`scenario_rows`) at the spot of every x node, all nodes of all
-    trades in one batched finite-difference solve per instrument type."""
+    cells).  A cell whose shocked terms are the same at every node (a barrier's live side, or its knocked-in
+    vanilla; a lookback whose running extreme stays; Europeans, Americans, Asians) is read off ONE solve at
+    the base spot (:meth:`FiniteDifference.values_at`); the other cells (a lookback's extreme following the
+    spot, cliquets, whose first reset moves with the spot) are priced at every node, one spot per row; a
+    knocked-out node is its rebate.  One batched solve per instrument type and mode."""
     base_spot = float(np.asarray(shared.snapshot.spot))
     sigma = pillar_atm_vols(shared.snapshot.surface)
     shifts = shared.factor.shifts(sigma, shared.vol_nodes[task.vol_index])[0]
     market, grid = scenario_market(shared.snapshot, shared.local_vol, 0.0, shifts)
     width = max(len(cells) for cells in task.cells)
     values = np.full((len(task.rows), width, shared.spot_nodes), np.nan)
-    by_type: dict[str, list] = {}
+    curves: dict[str, list] = {}
+    nodes: dict[str, list] = {}
     for t, (row, cells) in enumerate(zip(task.rows, task.cells)):
-        for c, (lo, hi) in enumerate(cells):
-            for k, x in enumerate(chebyshev.grid_axes([lo], [hi], [shared.spot_nodes])[0]):
-                spot = _node_spot(row.contract, base_spot, x)
-                moved, fixed = row, {}
-                if isinstance(row.contract, (Barrier, Lookback)):
-                    (moved,), fixed = scenario_rows([row], market.bump(spot=jnp.asarray(spot)), base_spot)
-                if fixed:
-                    values[t, c, k] = fixed[0]
+        for c, spots, shocked in _cell_entries(row, cells, market, base_spot, shared.spot_nodes):
+            moved = [entry for entry, fixed in shocked if fixed is None]
+            if len(moved) == len(shocked) and all(_same_terms(moved[0].contract, m.contract) for m in moved):
+                curves.setdefault(moved[0].instrument, []).append(((t, c), moved[0].contract, spots))
+                continue
+            for k, (spot, (entry, fixed)) in enumerate(zip(spots, shocked)):
+                if fixed is None:
+                    nodes.setdefault(entry.instrument, []).append(((t, c, k), entry.contract, spot))
                 else:
-                    by_type.setdefault(moved.instrument, []).append(((t, c, k), moved.contract, spot))
-    for entries in by_type.values():
+                    values[t, c, k] = fixed
+    for instrument, entries in curves.items():
+        contracts = stack([contract for _, contract, _ in entries])
+        spots = np.asarray([spots for _, _, spots in entries])
+        try:
+            curve = shared.method.values_at(contracts, market, spots, local_vol=grid)
+        except UnsupportedError:
+            curve = np.full(spots.shape, np.nan)
+        for (position, contract, entry_spots), row_values in zip(entries, curve):
+            if np.all(np.isfinite(row_values)):
+                values[position] = row_values
+            else:                                 # off the solve's grid or no spot curve: every node priced
+                nodes.setdefault(instrument, []).extend(((*position, k), contract, spot)
+                                                        for k, spot in enumerate(entry_spots))
+    for entries in nodes.values():
         contracts = stack([contract for _, contract, _ in entries])
         spots = jnp.asarray([spot for _, _, spot in entries])
         prices = np.asarray(shared.method.price(contracts, market.bump(spot=spots), local_vol=grid).value)
