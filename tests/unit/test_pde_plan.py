@@ -107,9 +107,8 @@ def test_values_at_other_spots_against_closed_forms():
 
 def test_values_at_agree_with_solves_at_those_spots_under_local_vol(market):
     """Under the skewed local vol: the curve of one solve equals separate solves at each spot (grids centred
-    elsewhere) within the grids' error, for every type with a spot curve; the cliquet, whose readout holds its
-    first reset at S_0, is refused."""
-    from shoals.errors import UnsupportedError
+    elsewhere) within the grids' error, for every type; the cliquet's curve is the diagonal of its reset-level
+    family (the trade struck at each spot, as pricing it there gives)."""
     from shoals.instruments import Cliquet
 
     snapshot, grid = market
@@ -118,11 +117,10 @@ def test_values_at_agree_with_solves_at_those_spots_under_local_vol(market):
     contracts = [European(strike=95.0, maturity=0.5), American(strike=100.0, maturity=1.0, is_call=False),
                  Asian(strike=100.0, maturity=1.0, fixings=12),
                  Barrier(strike=100.0, maturity=1.0, barrier=80.0, is_call=True),
-                 Lookback(strike=100.0, maturity=1.0, floating=False, is_call=True, running_extreme=110.0)]
+                 Lookback(strike=100.0, maturity=1.0, floating=False, is_call=True, running_extreme=110.0),
+                 Cliquet(maturity=1.0, resets=4, local_floor=0.0)]
     for contract in contracts:
         curve = fd.values_at(contract, snapshot, spots, local_vol=grid)[0]
         direct = [float(np.asarray(fd.price(contract, snapshot.bump(spot=spot), local_vol=grid).value))
                   for spot in spots[0]]
         np.testing.assert_allclose(curve, direct, rtol=2e-3, atol=2e-3, err_msg=type(contract).__name__)
-    with pytest.raises(UnsupportedError):
-        fd.values_at(Cliquet(maturity=1.0, resets=12), snapshot, spots, local_vol=grid)

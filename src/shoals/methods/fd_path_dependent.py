@@ -405,14 +405,19 @@ def _cliquet_event(values, data, index, constants):
 
 
 def _cliquet_solve(table, a, options, checkpoint):
-    """The family solve of :func:`plan_cliquet`; readout: the member at the first reset level R = S_0."""
+    """The family solve of :func:`plan_cliquet`; readout (``options[0]``): "first", the member at the first
+    reset level R = S_0 (on its x grid), or "diagonal", V(0, S, R = S) on the nodes ln S = ln R_j: the value of
+    the trade struck at S (its first reset level follows the spot)."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
     values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
                             lower_dirichlet=no, upper_dirichlet=no, event=_cliquet_event,
                             event_data=(a["flag"], a["pay"]),
                             event_constants=(a["level"], a["xi"], a["coupon"], a["origin"]), checkpoint=checkpoint)
     trades, per_trade = a["level"].shape
-    return values.reshape(trades, per_trade, -1)[jnp.arange(trades), a["first"]]
+    family = values.reshape(trades, per_trade, -1)
+    if options[0] == "diagonal":
+        return jnp.take_along_axis(family, a["origin"][:, None, None], axis=2)[:, :, 0]
+    return family[jnp.arange(trades), a["first"]]
 
 
 def cliquet_pde(contract: Cliquet, market, method, *, state_nodes: int | None = None) -> dict:
@@ -474,11 +479,11 @@ def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None =
                  "flag": jnp.asarray((event_index >= 0).astype(np.float64)), "pay": jnp.asarray(pay),
                  "level": jnp.asarray(level), "xi": jnp.asarray(xi), "coupon": jnp.asarray(coupon),
                  "origin": jnp.asarray(origin), "first": jnp.asarray(first)}
-    return PdePlan(solve=_cliquet_solve, options=(), arguments=arguments, table=as_table(market.vol),
+    plan = PdePlan(solve=_cliquet_solve, options=("first",), arguments=arguments, table=as_table(market.vol),
                    x=jnp.asarray(log_spot[:, None] + xi), market=market, combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade,
-                                "state": "last reset level (Greeks at the first reset level S_0 held fixed)"},
-                   spot_curve=False)
+                                "state": "last reset level (Greeks at the first reset level S_0 held fixed)"})
+    return replace(plan, curve=replace(plan, options=("diagonal",), x=jnp.asarray(level)))
 
 
 PLANNERS = {Asian: plan_asian, Lookback: plan_lookback, Cliquet: plan_cliquet}

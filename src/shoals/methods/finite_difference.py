@@ -208,14 +208,11 @@ class FiniteDifference:
         return planner(instrument, pde_market(market, maturities, local_vol=local_vol), self), shape
 
     def values_at(self, instrument, market, spots, *, local_vol: LocalVolGrid | None = None) -> np.ndarray:
-        """Values (trades, K) of ``instrument`` (a batch of one type, flattened) at ``spots`` (trades, K),
-        its terms unchanged, from ONE solve at the market's spot (:meth:`PdePlan.values_at`): a spot ladder
-        or the nodes of a spot proxy for the price of one.  NaN where a spot is off a trade's grid; raises
-        :class:`UnsupportedError` for a type whose readout depends on the spot it was solved at (cliquet)."""
+        """Values (trades, K) of ``instrument`` (a batch of one type, flattened) at ``spots`` (trades, K) from
+        ONE solve at the market's spot (:meth:`PdePlan.values_at`): what :meth:`price` gives at each spot, up
+        to the grids (a running extreme as given or, when NaN, the market's spot; a cliquet struck at each
+        spot), for a spot ladder or the nodes of a spot proxy.  NaN where a spot is off a trade's grid."""
         plan, _ = self.plan(instrument, market, local_vol=local_vol)
-        if not plan.spot_curve:
-            raise UnsupportedError(f"{type(instrument).__name__}: the finite-difference readout holds a term set at "
-                                   "the spot (first reset level); price each spot separately")
         return plan.values_at(spots)
 
     def price(self, instrument, market, *, local_vol: LocalVolGrid | None = None) -> PriceResult:

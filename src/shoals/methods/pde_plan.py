@@ -66,10 +66,9 @@ class PdePlan:
     value of each row; trade values are ``combine`` (T, R) times the row values (knock-ins are sums of legs).
     ``options`` is hashable (static under jit), ``arguments`` a pytree of arrays.
 
-    ``spot_curve``: the readout rows are the t = 0 solution as a function of the spot for the trade's terms
-    as they stand (vanilla, barrier, Asian, lookback at its running extreme), so :meth:`values_at` reads the
-    value at other spots off the same solve; False where the readout holds a spot-dependent term at S_0 (the
-    cliquet's first reset level).
+    ``curve``: the plan whose readout rows are the value as a function of the spot, read by :meth:`values_at`
+    (``None``: this plan's own rows, the t = 0 solution on the grids, for vanilla, barrier, Asian and lookback
+    terms as planned; the cliquet's is the diagonal of its reset-level family, the trade struck at each spot).
     """
 
     solve: Callable
@@ -80,7 +79,7 @@ class PdePlan:
     market: object
     combine: jax.Array
     diagnostics: dict = field(default_factory=dict)
-    spot_curve: bool = True
+    curve: "PdePlan | None" = None
 
     @property
     def trades(self) -> int:
@@ -105,21 +104,20 @@ class PdePlan:
         return _trade_values(rows, jnp.asarray(self.x), self._log_spot(), self.combine)
 
     def values_at(self, spots, vols=None) -> np.ndarray:
-        """Trade values (T, K) at ``spots`` (T, K) from one solve: each readout row's t = 0 solution
-        interpolated (the cubic of :meth:`values`) at the spots of its trade, then combined.  NaN where a
-        spot lies outside the second to the last-but-one node of a row's grid (no extrapolation).  Only for
-        plans with ``spot_curve``; the terms of each trade are those it was planned with.
+        """Trade values (T, K) at ``spots`` (T, K) from one solve: the readout rows of :attr:`curve`
+        interpolated (the cubic of :meth:`values`) at the spots of their trade, then combined.  NaN where a
+        spot lies outside the second to the last-but-one node of a row's grid (no extrapolation).  The values
+        are those of pricing the trade at each spot (a running extreme as planned; a cliquet's first reset at
+        the spot).
 
-        Validation: tests/unit/test_pde_plan.py::test_values_at_other_spots_equal_solves_there.
+        Validation: tests/unit/test_pde_plan.py (values_at tests).
         """
-        if not self.spot_curve:
-            raise ValueError("this plan's readout holds a spot-dependent term at the spot it was planned at; "
-                             "price each spot separately")
-        combine = np.asarray(self.combine)
+        plan = self if self.curve is None else self.curve
+        combine = np.asarray(plan.combine)
         trade_of_row = np.argmax(np.abs(combine), axis=0)
         log_spots = np.log(np.asarray(spots, dtype=np.float64))[trade_of_row]            # (R, K)
-        rows = _readout(self.solve, self.options, self.arguments, self._table(vols))
-        x = np.asarray(self.x)
+        rows = _readout(plan.solve, plan.options, plan.arguments, plan._table(vols))
+        x = np.asarray(plan.x)
         values = np.stack([np.asarray(value_and_derivatives(jnp.asarray(x), rows, jnp.asarray(column))[0])
                            for column in log_spots.T], axis=1)                             # (R, K)
         outside = (log_spots < x[:, 1:2]) | (log_spots > x[:, -2:-1])

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.chebyshev import chebvander
 
-from shoals.errors import InputError, UnsupportedError
+from shoals.errors import InputError
 from shoals.execution import SerialExecutor, cost_sorted_order
 from shoals.greeks.vega_ladder import pillar_atm_vols
 from shoals.instruments import Barrier, Lookback, stack
@@ -137,10 +137,11 @@ def _cell_entries(row, cells, market, base_spot: float, spot_nodes: int):
 def price_nodes(task: ProxyTask, shared: ProxyMarket) -> np.ndarray:
     """Per-unit values (trades, max cells, spot nodes) of the chunk at vol node ``vol_index`` (NaN for absent
     cells).  A cell whose shocked terms are the same at every node (a barrier's live side, or its knocked-in
-    vanilla; a lookback whose running extreme stays; Europeans, Americans, Asians) is read off ONE solve at
-    the base spot (:meth:`FiniteDifference.values_at`); the other cells (a lookback's extreme following the
-    spot, cliquets, whose first reset moves with the spot) are priced at every node, one spot per row; a
-    knocked-out node is its rebate.  One batched solve per instrument type and mode."""
+    vanilla; a lookback whose running extreme stays; Europeans, Americans, Asians, cliquets: struck at the
+    shocked spot, as in the exact revaluation) is read off ONE solve at the base spot
+    (:meth:`FiniteDifference.values_at`); the other cells (a lookback's extreme following the spot) are priced
+    at every node, one spot per row; a knocked-out node is its rebate.  One batched solve per instrument type
+    and mode."""
     base_spot = float(np.asarray(shared.snapshot.spot))
     sigma = pillar_atm_vols(shared.snapshot.surface)
     shifts = shared.factor.shifts(sigma, shared.vol_nodes[task.vol_index])[0]
@@ -163,14 +164,11 @@ def price_nodes(task: ProxyTask, shared: ProxyMarket) -> np.ndarray:
     for instrument, entries in curves.items():
         contracts = stack([contract for _, contract, _ in entries])
         spots = np.asarray([spots for _, _, spots in entries])
-        try:
-            curve = shared.method.values_at(contracts, market, spots, local_vol=grid)
-        except UnsupportedError:
-            curve = np.full(spots.shape, np.nan)
+        curve = shared.method.values_at(contracts, market, spots, local_vol=grid)
         for (position, contract, entry_spots), row_values in zip(entries, curve):
             if np.all(np.isfinite(row_values)):
                 values[position] = row_values
-            else:                                 # off the solve's grid or no spot curve: every node priced
+            else:                                 # off the solve's grid: every node priced
                 nodes.setdefault(instrument, []).extend(((*position, k), contract, spot)
                                                         for k, spot in enumerate(entry_spots))
     for entries in nodes.values():
