@@ -14,16 +14,20 @@ coefficients, evaluation by the Chebyshev basis), with the x axis split into cel
 * a lookback at x = 0 (the running extreme follows the spot on one side only).
 
 The nodes are exact repricings with the same pricer as the full revaluation (finite differences on the
-scenario's sticky local vol), every node of a trade and cell priced in one batched solve: one
-``MarketSnapshot`` with one spot per row (:func:`shoals.methods.finite_difference.pde_market`), one task per
-(trade chunk, vol node) on the executor.  A chunk the PDE declines or fails on is revalued exactly
+scenario's sticky local vol).  Along x most of them come from one solve: the PDE's t = 0 solution is the value
+as a function of the spot, so a cell whose shocked terms do not move with the spot (vanillas, a barrier's live
+side, Asians, a lookback whose extreme stays, cliquets struck at the spot: the diagonal of their reset-level
+family) is read at all its x nodes from one solve at today's spot (:meth:`FiniteDifference.values_at`); only a
+lookback's cell where the running extreme follows the spot is priced node by node, one spot per row.  Tasks:
+(trade chunk) x (vol node), plus today's values of the chunk by the exact revaluation's own code, all on the
+same workers.  A chunk the PDE declines or fails on is revalued exactly
 (:func:`shoals.risk.revaluation.revalue`) instead, so every trade is priced and the P&L needs no proxy where
 none can be built.  The P&L is the proxy's V(x_j, u_j) minus the exact value in today's market (no vol move
 is not a point of the factor plane when the pillars' offsets differ).
 
-Cost: spot_nodes x vol_nodes x cells repricings per trade instead of one per scenario, so the saving is about
-N / (spot_nodes vol_nodes) for N scenarios; accuracy: the proxy error at the scenarios (measured against
-exact repricing by benchmarks/bench_book_var.py and tests/consistency/test_proxy_book_var.py).
+Cost: about vol_nodes solves per trade (spot_nodes x vol_nodes for a lookback's moving side) plus today's,
+against one per scenario; accuracy: the proxy error at the scenarios (measured against exact repricing by
+benchmarks/bench_book_var.py and tests/consistency/test_proxy_book_var.py).
 
 References: M. Gass, K. Glau, M. Mahlstedt, M. Mair, "Chebyshev interpolation for parametric option pricing",
 Finance Stoch. 22 (2018); Z. Zeron-Medina Laris & I. Ruiz, "Chebyshev methods for ultra-efficient risk
@@ -51,11 +55,15 @@ from shoals.kernels import risk as kernels
 from shoals.market.local_vol import LocalVolGrid
 from shoals.methods import FiniteDifference
 from shoals.risk.revaluation import (
+    RevaluationMarket,
+    RevaluationTask,
     Scenarios,
     revalue,
+    revalue_chunk,
     scenario_market,
     scenario_rows,
     trade_table,
+    values_only,
 )
 from shoals.risk.run import book_chunks, finite_difference_of, trade_cost
 from shoals.risk.var import confidence_levels, var_figures
@@ -68,7 +76,7 @@ VOL_NODES = 3
 @dataclass(frozen=True)
 class ProxyTask:
     """Trades of one instrument type (book indices, rows and their x cells) priced at every x node of their
-    cells under vol node ``vol_index``."""
+    cells under vol node ``vol_index``, or (``vol_index`` -1) in today's market."""
 
     indices: tuple
     rows: tuple
@@ -79,7 +87,8 @@ class ProxyTask:
 @dataclass(frozen=True)
 class ProxyMarket:
     """Shipped once per worker: base snapshot and local vol grid, the vol nodes' factor values and
-    :class:`VolFactor`, the x nodes per cell and the finite-difference method."""
+    :class:`VolFactor`, the x nodes per cell, the finite-difference method of the nodes and the pricing method
+    of today's values (that of the exact revaluation)."""
 
     snapshot: object
     local_vol: LocalVolGrid
@@ -87,6 +96,7 @@ class ProxyMarket:
     factor: object
     spot_nodes: int
     method: FiniteDifference
+    pricing: object
 
 
 def trade_cells(row, box: tuple, base_spot: float) -> tuple:
@@ -134,14 +144,27 @@ def _cell_entries(row, cells, market, base_spot: float, spot_nodes: int):
         yield c, spots, shocked
 
 
-def price_nodes(task: ProxyTask, shared: ProxyMarket) -> np.ndarray:
+def proxy_task(task: ProxyTask, shared: ProxyMarket):
+    """One task of :func:`proxy_book_var`: :func:`price_nodes` at a vol node, or (``vol_index`` -1) today's
+    values and failures of the chunk by the exact revaluation's own code (:func:`revalue_chunk` on the base
+    market), so that the P&L's reference is exactly the exact revaluation's and every task runs on the same
+    workers and shared market."""
+    if task.vol_index < 0:
+        base = RevaluationMarket(snapshot=shared.snapshot, local_vol=shared.local_vol, scenarios=None,
+                                 method=shared.pricing)
+        return revalue_chunk(RevaluationTask(indices=task.indices, rows=task.rows, scenarios=(-1,)), base)
+    return price_nodes(task, shared)
+
+
+def price_nodes(task: ProxyTask, shared: ProxyMarket) -> tuple[np.ndarray, int]:
     """Per-unit values (trades, max cells, spot nodes) of the chunk at vol node ``vol_index`` (NaN for absent
-    cells).  A cell whose shocked terms are the same at every node (a barrier's live side, or its knocked-in
-    vanilla; a lookback whose running extreme stays; Europeans, Americans, Asians, cliquets: struck at the
-    shocked spot, as in the exact revaluation) is read off ONE solve at the base spot
-    (:meth:`FiniteDifference.values_at`); the other cells (a lookback's extreme following the spot) are priced
-    at every node, one spot per row; a knocked-out node is its rebate.  One batched solve per instrument type
-    and mode."""
+    cells) and the number of trade prices solved for.  A knocked-out node is its rebate; the other nodes of a
+    cell are grouped by their shocked terms, and a group of several (a barrier's live side or its knocked-in
+    vanilla; a lookback whose running extreme stays; Europeans, Americans, Asians; cliquets, struck at the
+    shocked spot as in the exact revaluation) is read off ONE solve at today's spot
+    (:meth:`FiniteDifference.values_at`); a node with terms of its own (where a lookback's extreme follows the
+    spot, a barrier node on the barrier) is priced at its spot.  One batched solve per instrument type and
+    mode."""
     base_spot = float(np.asarray(shared.snapshot.spot))
     sigma = pillar_atm_vols(shared.snapshot.surface)
     shifts = shared.factor.shifts(sigma, shared.vol_nodes[task.vol_index])[0]
@@ -152,32 +175,42 @@ def price_nodes(task: ProxyTask, shared: ProxyMarket) -> np.ndarray:
     nodes: dict[str, list] = {}
     for t, (row, cells) in enumerate(zip(task.rows, task.cells)):
         for c, spots, shocked in _cell_entries(row, cells, market, base_spot, shared.spot_nodes):
-            moved = [entry for entry, fixed in shocked if fixed is None]
-            if len(moved) == len(shocked) and all(_same_terms(moved[0].contract, m.contract) for m in moved):
-                curves.setdefault(moved[0].instrument, []).append(((t, c), moved[0].contract, spots))
-                continue
-            for k, (spot, (entry, fixed)) in enumerate(zip(spots, shocked)):
-                if fixed is None:
-                    nodes.setdefault(entry.instrument, []).append(((t, c, k), entry.contract, spot))
-                else:
+            groups: list = []                     # (shocked row, node indices) of nodes with equal terms
+            for k, (entry, fixed) in enumerate(shocked):
+                if fixed is not None:
                     values[t, c, k] = fixed
+                    continue
+                for moved, members in groups:
+                    if _same_terms(moved.contract, entry.contract):
+                        members.append(k)
+                        break
+                else:
+                    groups.append((entry, [k]))
+            for moved, members in groups:
+                if len(members) > 1:              # read off one solve; spots padded to spot_nodes columns
+                    padded = [spots[k] for k in members] + [spots[members[0]]] * (shared.spot_nodes - len(members))
+                    curves.setdefault(moved.instrument, []).append(((t, c, members), moved.contract, padded))
+                else:
+                    nodes.setdefault(moved.instrument, []).append(((t, c, members[0]), moved.contract,
+                                                                   spots[members[0]]))
     for instrument, entries in curves.items():
         contracts = stack([contract for _, contract, _ in entries])
         spots = np.asarray([spots for _, _, spots in entries])
         curve = shared.method.values_at(contracts, market, spots, local_vol=grid)
-        for (position, contract, entry_spots), row_values in zip(entries, curve):
+        for ((t, c, members), contract, entry_spots), row_values in zip(entries, curve):
             if np.all(np.isfinite(row_values)):
-                values[position] = row_values
+                values[t, c, members] = row_values[:len(members)]
             else:                                 # off the solve's grid: every node priced
-                nodes.setdefault(instrument, []).extend(((*position, k), contract, spot)
-                                                        for k, spot in enumerate(entry_spots))
+                nodes.setdefault(instrument, []).extend(((t, c, k), contract, spot)
+                                                        for k, spot in zip(members, entry_spots))
     for entries in nodes.values():
         contracts = stack([contract for _, contract, _ in entries])
         spots = jnp.asarray([spot for _, _, spot in entries])
         prices = np.asarray(shared.method.price(contracts, market.bump(spot=spots), local_vol=grid).value)
         for (position, _, _), price in zip(entries, np.atleast_1d(prices)):
             values[position] = price
-    return values
+    solved = sum(len(entries) for entries in curves.values()) + sum(len(entries) for entries in nodes.values())
+    return values, solved
 
 
 def _evaluate(coefficients, lower, upper, points) -> np.ndarray:
@@ -255,13 +288,14 @@ def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios
     u_nodes = np.zeros(1) if flat_vol else chebyshev.grid_axes([u_box[0]], [u_box[1]], [vol_nodes])[0]
     fd = finite_difference_of(method)
     shared = ProxyMarket(snapshot=snapshot, local_vol=local_vol, vol_nodes=u_nodes, factor=scenarios.factor,
-                         spot_nodes=int(spot_nodes), method=replace(fd, vega=False))
+                         spot_nodes=int(spot_nodes), method=replace(fd, vega=False), pricing=values_only(method))
     chunks = [chunk for chunk in book_chunks(rows) if all(r.error is None for r in chunk.rows)]
+    group = u_nodes.size + 1                                         # per chunk: the vol nodes, then today
     tasks = [ProxyTask(indices=chunk.indices, rows=chunk.rows, vol_index=m,
                        cells=tuple(trade_cells(r, x_box, base_spot) for r in chunk.rows))
-             for chunk in chunks for m in range(u_nodes.size)]
+             for chunk in chunks for m in (*range(u_nodes.size), -1)]
     order = cost_sorted_order([sum(trade_cost(r) * len(c) for r, c in zip(t.rows, t.cells)) for t in tasks])
-    results = executor.map(price_nodes, tasks, shared=shared, order=order, progress=progress,
+    results = executor.map(proxy_task, tasks, shared=shared, order=order, progress=progress,
                            return_exceptions=True)
     timings["nodes"] = time.perf_counter() - clock
 
@@ -273,19 +307,23 @@ def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios
     exact = np.ones(count, dtype=bool)
     vol_box = (-1.0, 1.0) if flat_vol else u_box
     repricings = 0
-    for first in range(0, len(tasks), u_nodes.size):                 # the vol nodes of one chunk
-        chunk_results = results[first:first + u_nodes.size]
+    base = np.full(count, np.nan)
+    failures: list = [None] * count
+    for first in range(0, len(tasks), group):                        # the vol nodes and today of one chunk
+        chunk_results = results[first:first + group]
         if any(isinstance(result, Exception) for result in chunk_results):
             continue                                                  # revalued exactly below
-        nodes = np.stack(chunk_results)                               # (vol nodes, trades, cells, spot nodes)
+        nodes = np.stack([node_values for node_values, _ in chunk_results[:-1]])  # (vol, trades, cells, spot)
+        repricings += sum(solved for _, solved in chunk_results[:-1])
         if flat_vol:
             nodes = np.concatenate([nodes, nodes])                    # a constant second axis: exact for any u
+        today, today_failures = chunk_results[-1]
         task = tasks[first]
         for position, (i, cells) in enumerate(zip(task.indices, task.cells)):
             values[:, i], estimate[i] = _cell_values(nodes[:, position], cells, vol_box, points)
-            repricings += len(cells) * spot_nodes * u_nodes.size
+            base[i], failures[i] = today[0, position], today_failures[position]
             exact[i] = False
-    failures: list = [None] * count
+        repricings += len(task.rows)
     subset = np.flatnonzero(exact)
     if subset.size:
         exact_values, exact_failures, _ = revalue([rows[i] for i in subset], snapshot, local_vol, scenarios,
@@ -294,16 +332,9 @@ def proxy_book_var(rows, snapshot, local_vol: LocalVolGrid, scenarios: Scenarios
         repricings += subset.size * scenarios.count
         for i, failure in zip(subset, exact_failures):
             failures[i] = failure
-    base = np.full(count, np.nan)
-    proxied = np.flatnonzero(~exact)
-    base_values, base_failures, _ = revalue([rows[i] for i in proxied], snapshot, local_vol, None, method=method,
-                                            executor=executor)
-    base[proxied] = base_values[0]
     if subset.size:
         base[subset] = exact_values[0]
-    for i, failure in zip(proxied, base_failures):
-        failures[i] = failure
-    repricings += count
+        repricings += subset.size
     timings["evaluation"] = time.perf_counter() - clock
     scale = np.array([r.quantity * r.notional for r in rows], dtype=np.float64)
     included = np.all(np.isfinite(values), axis=0) & np.isfinite(base)
