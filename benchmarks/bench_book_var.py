@@ -71,7 +71,7 @@ def main() -> None:
           f"(P&L std {np.std(exact.pnl):,.0f})")
     print(f"exact: {exact_seconds:.1f} s ({scenarios.count * len(rows) + len(rows):,} trade repricings"
           f"{f'; with the approximation {total_exact:.1f} s' if args.approximation else ''})")
-    print(f"proxy: {proxy_warm:.1f} s warm, {proxy_cold:.1f} s cold ({proxy.repricings:,} trade repricings; "
+    print(f"proxy: {proxy_warm:.1f} s warm, {proxy_cold:.1f} s cold ({proxy.repricings:,} trade prices solved for; "
           f"nodes {proxy.timings['nodes']:.1f} s, evaluation {proxy.timings['evaluation']:.1f} s)")
     print(f"speed-up exact / proxy: {exact_seconds / proxy_warm:.1f}x warm, {exact_seconds / proxy_cold:.1f}x cold")
 
