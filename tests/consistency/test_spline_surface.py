@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_local_vol_reprices import pde_prices
+from test_local_vol_reprices import black_prices, pde_prices
 
 import shoals  # noqa: F401  (float64)
 from shoals.arbitrage.checks import check_arbitrage
@@ -31,7 +31,7 @@ from shoals.data.synthetic import TIGHT_EXPIRIES, heston_call_prices, tight_hest
 from shoals.io.quotes import read_forwards, read_quotes
 from shoals.market.local_vol import build_local_vol
 
-SPOT, RATE, DIVIDEND = 100.0, 0.03, 0.01   # as in test_local_vol_reprices.pde_prices
+SPOT, RATE, DIVIDEND = 100.0, 0.03, 0.01   # the market of test_local_vol_reprices' pde_prices and black_prices
 
 
 def calibrated(path, **quote_options):
@@ -92,20 +92,6 @@ def test_spx_inside_bid_ask_and_arbitrage_free():
     print(overall)
     assert overall["inside_share"] >= 0.97
     assert_arbitrage_free(result)
-
-
-def black_prices(snapshot, strikes, maturity):
-    forward = SPOT * np.exp((RATE - DIVIDEND) * maturity)
-    is_call = strikes >= forward
-    w = np.asarray(snapshot.surface.total_variance(np.log(strikes / forward), maturity))
-    from scipy.stats import norm
-
-    s = np.sqrt(w)
-    d1 = np.log(forward / strikes) / s + 0.5 * s
-    df = np.exp(-RATE * maturity)
-    call = df * (forward * norm.cdf(d1) - strikes * norm.cdf(d1 - s))
-    put = df * (strikes * norm.cdf(s - d1) - forward * norm.cdf(-d1))
-    return np.where(is_call, call, put), is_call
 
 
 def test_local_vol_of_the_fit_reprices_its_black_prices(heston_fit):

@@ -34,8 +34,6 @@ def seed_quotes(*, spot: float = 100.0, rate: float = 0.04, expiries=SEED_EXPIRI
                 seed: int = 0) -> pd.DataFrame:
     """The seed's synthetic option quotes as a quote table (``expiry_years, strike, option_type, bid, ask``
     in prices, plus ``mid_iv``), ready for :func:`shoals.read_quotes` / ``shoals calibrate``."""
-    from shoals.kernels.black_scholes import black_scholes_price
-
     rng = np.random.default_rng(seed)
     records = []
     for expiry in expiries:
@@ -48,14 +46,23 @@ def seed_quotes(*, spot: float = 100.0, rate: float = 0.04, expiries=SEED_EXPIRI
             half = rng.uniform(0.002, 0.008)
             for option_type in ("call", "put"):
                 records.append((expiry, forward * np.exp(k), option_type, max(mid - half, 0.02), mid + half, mid))
+    return quote_table(records, "mid_iv", spot=spot, rate=rate)
+
+
+def quote_table(records, vol_column: str, *, spot: float, rate: float, dividend: float = 0.0) -> pd.DataFrame:
+    """Quote rows ``(expiry_years, strike, option_type, bid_vol, ask_vol, <vol_column>)`` as a quote file: bid and
+    ask as Black-Scholes prices of their vols (spot, flat rate and dividend yield), columns
+    ``expiry_years, strike, option_type, bid, ask, <vol_column>``."""
+    from shoals.kernels.black_scholes import black_scholes_price
+
     table = pd.DataFrame.from_records(records, columns=["expiry_years", "strike", "option_type", "bid_vol",
-                                                       "ask_vol", "mid_iv"])
+                                                       "ask_vol", vol_column])
     is_call = (table["option_type"] == "call").to_numpy()
     for side in ("bid", "ask"):
         table[side] = np.asarray(black_scholes_price(
             spots=spot, strikes=table["strike"].to_numpy(), expiries=table["expiry_years"].to_numpy(),
-            volatilities=table[f"{side}_vol"].to_numpy(), rates=rate, is_call=is_call))
-    return table[["expiry_years", "strike", "option_type", "bid", "ask", "mid_iv"]]
+            volatilities=table[f"{side}_vol"].to_numpy(), rates=rate, dividend_yields=dividend, is_call=is_call))
+    return table[["expiry_years", "strike", "option_type", "bid", "ask", vol_column]]
 
 
 def seed_book(n_trades: int = 150, *, spot: float = 100.0, expiries=SEED_EXPIRIES, seed: int = 42,
@@ -196,8 +203,6 @@ def tight_heston_quotes(*, spot: float = 100.0, rate: float = 0.03, dividend: fl
     """
     from scipy.special import ndtr
 
-    from shoals.kernels.black_scholes import black_scholes_price
-
     rng = np.random.default_rng(seed)
     params = {**HESTON_MARKET, **heston}
     records = []
@@ -217,11 +222,4 @@ def tight_heston_quotes(*, spot: float = 100.0, rate: float = 0.03, dividend: fl
         for strike, vol, mid, half in zip(forward * np.exp(k), vols, mids, halves):
             for option_type in ("call", "put"):
                 records.append((expiry, strike, option_type, mid - half, mid + half, vol))
-    table = pd.DataFrame.from_records(records, columns=["expiry_years", "strike", "option_type", "bid_vol",
-                                                       "ask_vol", "heston_iv"])
-    is_call = (table["option_type"] == "call").to_numpy()
-    for side in ("bid", "ask"):
-        table[side] = np.asarray(black_scholes_price(
-            spots=spot, strikes=table["strike"].to_numpy(), expiries=table["expiry_years"].to_numpy(),
-            volatilities=table[f"{side}_vol"].to_numpy(), rates=rate, dividend_yields=dividend, is_call=is_call))
-    return table[["expiry_years", "strike", "option_type", "bid", "ask", "heston_iv"]]
+    return quote_table(records, "heston_iv", spot=spot, rate=rate, dividend=dividend)

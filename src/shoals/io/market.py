@@ -93,18 +93,25 @@ def read_market(path) -> MarketSnapshot:
     return MarketSnapshot(spot=jnp.asarray(spot), rate=rate, dividend=dividend, surface=surface)
 
 
+def _slice_items(slices, name: str, keys, source: str):
+    """``(field, item)`` for each slice of the list ``name``: a non-empty list of objects with exactly
+    ``keys``; errors name ``name[i]``."""
+    if not isinstance(slices, list) or not slices:
+        raise InputError(f"must be a non-empty list of slices with the keys {', '.join(keys)}", field=name,
+                         source=source)
+    for index, item in enumerate(slices):
+        field = f"{name}[{index}]"
+        if not isinstance(item, dict) or set(item) != set(keys):
+            found = sorted(item) if isinstance(item, dict) else type(item).__name__
+            raise InputError(f"a slice has exactly the keys {', '.join(keys)}; got {found}", field=field,
+                             source=source)
+        yield field, item
+
+
 def _svi_surface(slices, source: str) -> VolSurface:
     """The ``"svi"`` list as a surface; errors name ``svi[i].key``."""
-    if not isinstance(slices, list) or not slices:
-        raise InputError("must be a non-empty list of SVI slices", field="svi", source=source)
-    rows = []
-    for index, item in enumerate(slices):
-        field = f"svi[{index}]"
-        if not isinstance(item, dict) or set(item) != set(_SVI_KEYS):
-            keys = sorted(item) if isinstance(item, dict) else type(item).__name__
-            raise InputError(f"a slice has exactly the keys {', '.join(_SVI_KEYS)}; got {keys}", field=field,
-                             source=source)
-        rows.append([_number(item[key], f"{field}.{key}", source) for key in _SVI_KEYS])
+    rows = [[_number(item[key], f"{field}.{key}", source) for key in _SVI_KEYS]
+            for field, item in _slice_items(slices, "svi", _SVI_KEYS, source)]
     table = np.asarray(sorted(rows))
     if np.any(np.diff(table[:, 0]) <= 0) or table[0, 0] <= 0:
         raise InputError("slice expiries must be positive and distinct", field="svi", source=source)
@@ -113,16 +120,8 @@ def _svi_surface(slices, source: str) -> VolSurface:
 
 def _node_surface(slices, source: str) -> VolSurface:
     """The ``"slices"`` list as a :class:`NodeSlices` surface; errors name ``slices[i].key``."""
-    if not isinstance(slices, list) or not slices:
-        raise InputError("must be a non-empty list of {\"expiry\", \"k\", \"w\"} slices", field="slices",
-                         source=source)
     expiries, ks, ws = [], [], []
-    for index, item in enumerate(slices):
-        field = f"slices[{index}]"
-        if not isinstance(item, dict) or set(item) != set(_NODE_KEYS):
-            keys = sorted(item) if isinstance(item, dict) else type(item).__name__
-            raise InputError(f"a slice has exactly the keys {', '.join(_NODE_KEYS)}; got {keys}", field=field,
-                             source=source)
+    for field, item in _slice_items(slices, "slices", _NODE_KEYS, source):
         expiries.append(_number(item["expiry"], f"{field}.expiry", source, positive=True))
         k, w = (_nodes(item[key], f"{field}.{key}", source) for key in ("k", "w"))
         if k.size != w.size:
