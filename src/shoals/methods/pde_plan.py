@@ -106,7 +106,7 @@ class PdePlan:
     def values_at(self, spots, vols=None) -> np.ndarray:
         """Trade values (T, K) at ``spots`` (T, K) from one solve: the readout rows of :attr:`curve`
         interpolated (the cubic of :meth:`values`) at the spots of their trade, then combined.  NaN where a
-        spot lies outside the second to the last-but-one node of a row's grid (no extrapolation).  The values
+        spot lies outside a row's grid (no extrapolation).  The values
         are those of pricing the trade at each spot (a running extreme as planned; a cliquet's first reset at
         the spot).
 
@@ -120,7 +120,7 @@ class PdePlan:
         x = np.asarray(plan.x)
         values = np.stack([np.asarray(value_and_derivatives(jnp.asarray(x), rows, jnp.asarray(column))[0])
                            for column in log_spots.T], axis=1)                             # (R, K)
-        outside = (log_spots < x[:, 1:2]) | (log_spots > x[:, -2:-1])
+        outside = (log_spots < x[:, :1]) | (log_spots > x[:, -1:])
         return combine @ np.where(outside, np.nan, values)
 
     def value_and_gradient(self, weights, vols=None):
