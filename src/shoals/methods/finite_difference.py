@@ -213,6 +213,15 @@ class FiniteDifference:
         to the grids (a running extreme as given or, when NaN, the market's spot; a cliquet struck at each
         spot), for a spot ladder or the nodes of a spot proxy.  NaN where a spot is off a trade's grid."""
         plan, _ = self.plan(instrument, market, local_vol=local_vol)
+        spots = np.asarray(spots, dtype=np.float64)
+        if spots.ndim != 2 or spots.shape[0] != plan.trades:
+            raise InputError(f"spots must have shape (trades, K) = ({plan.trades}, K), got {spots.shape}",
+                             field="spots", value=spots.shape)
+        bad = ~np.isfinite(spots) | (spots <= 0.0)
+        if bad.any():
+            row, column = (int(i) for i in np.argwhere(bad)[0])
+            raise InputError(f"spots must be finite and > 0; trade {row}, spot {column} is {spots[row, column]!r}",
+                             field="spots", value=spots[row, column])
         return plan.values_at(spots)
 
     def price(self, instrument, market, *, local_vol: LocalVolGrid | None = None) -> PriceResult:
