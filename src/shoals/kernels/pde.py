@@ -385,3 +385,59 @@ def value_and_derivatives(x, values, x0):
         first = first + ys[:, k] * (d[0] * d[1] + d[0] * d[2] + d[1] * d[2]) / denominator
         second = second + ys[:, k] * 2.0 * (d[0] + d[1] + d[2]) / denominator
     return value, first, second
+
+
+def split_steps(start, dt, theta, tags, breaks, *, untagged=-1):
+    """Cut every backward step that straddles one of the ``breaks`` there (NumPy, host side), so that no
+    step's coefficients, read at its mid-time, average across a jump of sigma in time.
+
+    A step [t - dt, t] with breaks b_1 > ... > b_c strictly inside becomes the steps [b_1, t], [b_2, b_1],
+    ..., [t - dt, b_c], each with the step's ``theta``; the step's tag (an event at its earlier end) moves
+    to the last piece, the others get ``untagged``.  Rows are padded again with zero-length steps (start 0,
+    theta 1/2) to a common count.
+
+    Why: the coefficients are frozen at each step's mid-time, which is second order in dt only where
+    sigma is smooth over the step; a step across a jump of sigma (the local vol at an expiry pillar) makes
+    an O(dt) error whose sign depends on where the pillar falls in the step, so prices wander as the step
+    count changes.  With the jumps on step ends the scheme converges smoothly at second order
+    (tests/unit/test_pde_kernel.py).
+
+    ``start``, ``dt``, ``theta``, ``tags``: (steps, batch) as returned by :func:`time_steps`; ``breaks`` a
+    1-D array of times.  Returns the four arrays cut.
+    """
+    start, dt, theta, tags = (np.asarray(a) for a in (start, dt, theta, tags))
+    breaks = np.sort(np.asarray(breaks, dtype=np.float64))[::-1]
+    if breaks.size == 0:
+        return start, dt, theta, tags
+    low = start - dt
+    tolerance = 1e-12 * np.maximum(1.0, np.abs(start))[..., None]
+    inside = (breaks < start[..., None] - tolerance) & (breaks > low[..., None] + tolerance) & (dt[..., None] > 0.0)
+    cuts = inside.sum(axis=-1)                                                    # (S, B)
+    # Inside breaks in descending order first, then -inf: slot m of a step runs from tops[m] down to bottoms[m].
+    ordered = np.sort(np.where(inside, breaks, -np.inf), axis=-1)[..., ::-1]
+    tops = np.concatenate([start[..., None], ordered], axis=-1)                   # (S, B, K + 1)
+    slot = np.arange(breaks.size + 1)
+    last = slot == cuts[..., None]
+    bottoms = np.where(last, low[..., None], np.concatenate([ordered, np.full(cuts.shape + (1,), -np.inf)], axis=-1))
+    valid = slot <= cuts[..., None]
+    piece_tags = np.where(last, tags[..., None], untagged)
+    piece_theta = np.broadcast_to(theta[..., None], valid.shape)
+    steps, batch = start.shape
+
+    def flatten(a):                                     # (S, B, K + 1) -> (S (K + 1), B), time order kept
+        return np.moveaxis(a, 2, 1).reshape(steps * (breaks.size + 1), batch)
+
+    valid, tops, bottoms, piece_tags, piece_theta = map(flatten, (valid, tops, bottoms, piece_tags, piece_theta))
+    position = np.cumsum(valid, axis=0) - 1
+    count = int(valid.sum(axis=0).max())
+    rows, columns = np.nonzero(valid)
+    out_start, out_dt = np.zeros((count, batch)), np.zeros((count, batch))
+    out_theta = np.full((count, batch), 0.5)
+    out_tags = np.full((count, batch), untagged, dtype=tags.dtype)
+    target = position[rows, columns]
+    padding = (dt[rows // (breaks.size + 1), columns] == 0.0)
+    out_start[target, columns] = np.where(padding, 0.0, tops[rows, columns])
+    out_dt[target, columns] = np.where(padding, 0.0, tops[rows, columns] - bottoms[rows, columns])
+    out_theta[target, columns] = piece_theta[rows, columns]
+    out_tags[target, columns] = piece_tags[rows, columns]
+    return out_start, out_dt, out_theta, out_tags

@@ -69,6 +69,7 @@ from shoals.instruments import Asian, Cliquet, Lookback
 from shoals.kernels.pde import (
     snap_nodes,
     solve_backward,
+    split_steps,
     stretched_nodes,
     table_vol,
     time_steps,
@@ -130,7 +131,8 @@ def _vol_scale(market, maturities):
 def _row_steps(market_rows, maturities, events, method, repeats, *, smooth_events=False, period_steps=0):
     """Kernel steps for a family of ``repeats`` members per trade: ``method.time_steps`` over each life (at
     least ``period_steps`` between consecutive events), Rannacher start-up after maturity and, unless the
-    jumps keep the solution smooth (``smooth_events``: Asian fixings, no sub-steps), after every event."""
+    jumps keep the solution smooth (``smooth_events``: Asian fixings, no sub-steps), after every event; steps
+    cut at the local vol's jumps in time (:attr:`PdeMarket.jumps`, and :func:`~shoals.kernels.pde.split_steps`)."""
     count = max([method.time_steps] + [period_steps * (len(e) + 1) for e in events])
     start, dt, theta, event_index = time_steps(maturities, count, events, 0 if smooth_events else method.rannacher)
     if smooth_events and method.rannacher > 0:
@@ -140,6 +142,7 @@ def _row_steps(market_rows, maturities, events, method, repeats, *, smooth_event
         dt = np.concatenate([np.repeat(dt[:1] / method.rannacher, method.rannacher, axis=0), dt[1:]])
         theta = np.concatenate([np.ones((method.rannacher, start.shape[1])), theta[1:]])
         event_index = np.concatenate([np.full((method.rannacher - 1, start.shape[1]), -1), event_index])
+    start, dt, theta, event_index = split_steps(start, dt, theta, event_index, market_rows.jumps)
     tile = (lambda a: np.repeat(a, repeats, axis=1))
     return market_rows.steps(tile(start), tile(dt), tile(theta)), tile(event_index)
 

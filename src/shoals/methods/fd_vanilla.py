@@ -50,7 +50,7 @@ import numpy as np
 from shoals._arrays import as_batch
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
-from shoals.kernels.pde import solve_backward, stretched_nodes, table_vol
+from shoals.kernels.pde import solve_backward, split_steps, stretched_nodes, table_vol
 from shoals.methods.pde_plan import PdePlan, as_table, row_table
 
 # Row roles.  VANILLA: plain grid; OUT_BOUNDARY: continuous knock-out on a grid ending on the barrier;
@@ -235,7 +235,8 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     terminal = (rows.s_live[:, None] * payoff_live + rows.s_knocked[:, None] * (payoff_all - payoff_live)
                 + rows.c_live[:, None] * live + rows.c_knocked[:, None] * (1.0 - live))
 
-    start, dt, theta, at_event = schedule(rows.maturity, int(method.time_steps), rows.pieces, rannacher)
+    start, dt, theta, at_event = split_steps(*schedule(rows.maturity, int(method.time_steps), rows.pieces, rannacher),
+                                             market.jumps, untagged=False)
     discount_maturity = row_market.discount(rows.maturity)
     rebate_later = rows.rebate * np.where(rows.rebate_at_hit, 1.0,
                                           discount_maturity / row_market.discount(start - dt))

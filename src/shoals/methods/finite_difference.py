@@ -48,6 +48,16 @@ class PdeMarket:
     def batch(self) -> int:
         return self.spot.shape[0]
 
+    @property
+    def jumps(self) -> np.ndarray:
+        """Times at which sigma jumps: the surface's expiries under local vol (Dupire's sigma^2 = dw/dt / D
+        with the total variance interpolated between slices is discontinuous in t at each slice; the grid of
+        :func:`~shoals.market.local_vol.build_local_vol` holds the left and right limits there).  The
+        pricers end time steps on them (:func:`~shoals.kernels.pde.split_steps`).  Empty for flat vols."""
+        if self.curves is None or self.curves.surface is None:
+            return np.zeros(0)
+        return np.asarray(self.curves.surface.expiries, dtype=np.float64)
+
     def integrals(self, times):
         """int_0^t r and int_0^t q at ``times`` (any shape whose last axis is the batch)."""
         times = np.asarray(times, dtype=np.float64)
