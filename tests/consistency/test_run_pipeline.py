@@ -14,7 +14,7 @@ cliquet call.
   agrees with the PDE within 4 standard errors + 1e-3 relative (slow).
 * Broken rows get ``error:`` statuses naming the row and the field, the other rows keep the numbers (and
   the book ladder) of the run without them, ``by_type`` counts the failures.
-* ``ProcessExecutor(workers=2)`` gives exactly the serial trades table and ladders.
+* ``ProcessExecutor(workers=2)`` and ``ThreadExecutor(workers=2)`` give exactly the serial trades table and ladders.
 * Chunking: one type per chunk in book order; the numbers do not depend on the chunk size (tolerance
   1e-12: a different chunk is a different batch, whose padding could change the compiled shapes; here the
   PDE batches are padded to >= 8 rows either way and the numbers came out identical).
@@ -23,7 +23,7 @@ Measured at commit 9095c23 (``pytest -s`` prints them): largest |AAD - bump| 0.2
 bucket; sum of buckets vs the parallel bump -0.08 % (bump), -0.001 % (AAD); European: 99.46 % of |ladder| on
 the 0.5 / 0.75 pillars, exactly 0 from 1.0 on, within 2.04 % (bump) / 2.07 % (AAD) of the largest Black-Scholes
 bucket (the sum within 0.1 %: the split between the two pillars carries the local-vol time discretisation);
-Monte Carlo (200k paths) within 2.1, 0.1, 0.3 standard errors; serial == processes bit for bit.  Run time
+Monte Carlo (200k paths) within 2.1, 0.1, 0.3 standard errors; serial == processes == threads bit for bit.  Run time
 (loaded 2-core machine, cold JAX): 100-170 s without the slow Monte Carlo test (~45 s), most of it compiling
 the 5-type book with its ladder.
 """
@@ -40,7 +40,7 @@ from support import SKEWED_EXPIRIES, skewed_snapshot
 
 import shoals  # noqa: F401  (float64)
 import shoals.risk.run as run_module
-from shoals.execution import ProcessExecutor
+from shoals.execution import ProcessExecutor, ThreadExecutor
 from shoals.greeks.vega_ladder import VOL_POINT, parallel_vol_grids
 from shoals.instruments import Asian, Barrier, Cliquet, European, Lookback
 from shoals.io.book import read_book
@@ -261,11 +261,12 @@ def test_broken_rows_fail_alone(broken_run, book_run):
         assert by_type.loc[kind, "npv"] == pytest.approx(reference_by_type.loc[kind, "npv"], rel=1e-12)
 
 
-def test_processes_give_exactly_the_serial_numbers(snapshot, folder, book_run):
+@pytest.mark.parametrize("parallel_executor", [ProcessExecutor, ThreadExecutor])
+def test_processes_and_threads_give_exactly_the_serial_numbers(snapshot, folder, book_run, parallel_executor):
     book = write_book(folder, ["dao", "eu"], "two_types.csv")
     assert len(book_chunks(read_book(book))) == 2
     serial = run_book(market=snapshot, book=book)
-    with ProcessExecutor(workers=2) as pool:
+    with parallel_executor(workers=2) as pool:
         parallel = run_book(market=snapshot, book=book, executor=pool)
     assert parallel.summary["executor"] != serial.summary["executor"]
     assert (serial.trades["status"] == "ok").all()

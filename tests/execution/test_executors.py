@@ -26,6 +26,7 @@ from shoals.execution import (
     ProcessExecutor,
     SerialExecutor,
     TaskError,
+    ThreadExecutor,
     WorkerLostError,
     chunk_by_cost,
     cost_sorted_order,
@@ -48,9 +49,13 @@ def processes():
         yield executor
 
 
-@pytest.fixture(params=["serial", "processes"])
+@pytest.fixture(params=["serial", "threads", "processes"])
 def executor(request, processes):
-    return SerialExecutor() if request.param == "serial" else processes
+    if request.param == "threads":
+        with ThreadExecutor(WORKERS) as threads:
+            yield threads
+        return
+    yield SerialExecutor() if request.param == "serial" else processes
 
 
 def test_executors_follow_the_protocol(processes):
@@ -58,6 +63,17 @@ def test_executors_follow_the_protocol(processes):
     assert isinstance(processes, Executor)
     assert (processes.name, processes.workers) == ("processes", WORKERS)
     assert (SerialExecutor().name, SerialExecutor().workers) == ("serial", 1)
+    with ThreadExecutor(3) as threads:
+        assert isinstance(threads, Executor) and (threads.name, threads.workers) == ("threads", 3)
+
+
+def test_threads_run_closures_on_the_callers_shared_object():
+    shared = {"scale": np.arange(4.0)}
+    with ThreadExecutor(2) as threads:
+        results = threads.map(lambda task, context: (context is shared, task * context["scale"]), range(5),
+                              shared=shared)
+    assert all(same for same, _ in results)
+    np.testing.assert_array_equal(results[3][1], 3.0 * np.arange(4.0))
 
 
 def test_serial_and_processes_give_identical_results(processes):
@@ -168,6 +184,8 @@ def test_task_error_pickles():
     (" Serial ", SerialExecutor, 1),
     ("processes", ProcessExecutor, os.cpu_count()),
     ("processes:3", ProcessExecutor, 3),
+    ("threads", ThreadExecutor, os.cpu_count()),
+    ("threads:2", ThreadExecutor, 2),
 ])
 def test_executor_from_spec_accepts(spec, kind, workers):
     executor = executor_from_spec(spec)
@@ -175,10 +193,10 @@ def test_executor_from_spec_accepts(spec, kind, workers):
     executor.close()
 
 
-@pytest.mark.parametrize("spec", ["", "threads", "processes:", "processes:0", "processes:-2", "processes:x",
+@pytest.mark.parametrize("spec", ["", "thread", "threads:0", "processes:", "processes:0", "processes:-2", "processes:x",
                                   "processes:2:3", "serial:2", "scaler://host", "scaler-local:2"])
 def test_executor_from_spec_rejects_with_the_accepted_forms(spec):
-    with pytest.raises(InputError, match=r"accepted: serial, processes, processes:N") as caught:
+    with pytest.raises(InputError, match=r"accepted: serial, threads, threads:N, processes, processes:N") as caught:
         executor_from_spec(spec)
     assert caught.value.field == "executor"
 

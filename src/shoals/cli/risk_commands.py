@@ -236,7 +236,7 @@ def book_var(
         "--term-exponent", help="beta: short pillars move more, as T^-beta (default 0.5 simulated, 0 historical).")
     ] = None,
     executor: Annotated[str, typer.Option(
-        "--executor", help="serial, processes[:N], dask-local[:N] or dask://host:port.")] = "serial",
+        "--executor", help="serial, threads[:N], processes[:N], dask-local[:N] or dask://host:port.")] = "serial",
     approximation: Annotated[bool, typer.Option(
         "--approximation/--no-approximation", help="Also the delta-gamma-vega P&L (costs one vega ladder).")] = True,
     proxy: Annotated[bool, typer.Option(

@@ -15,14 +15,14 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from shoals.errors import InputError, ShoalsError
 
-EXECUTOR_SPECS = ("serial", "processes", "processes:N", "dask-local", "dask-local:N", "dask://host:port",
+EXECUTOR_SPECS = ("serial", "threads", "threads:N", "processes", "processes:N", "dask-local", "dask-local:N", "dask://host:port",
                   "scaler://host:port")
 """The forms :func:`executor_from_spec` accepts (the ``--executor`` option of ``shoals run``)."""
 
@@ -228,32 +228,10 @@ class ProcessExecutor:
         return self._pool
 
     def _gather(self, futures, total, progress, return_exceptions, on_result):
-        results: list = [None] * total
-        lost: list[int] = []
-        broken: BaseException | None = None
-        done = 0
-        pending = set(futures)
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=futures.__getitem__):
-                    index = futures[future]
-                    error = future.exception()
-                    if isinstance(error, BrokenProcessPool):
-                        lost.append(index)
-                        broken = error
-                    else:
-                        settle(results, index, future, error, return_exceptions=return_exceptions,
-                               on_result=on_result)
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-        finally:
-            for future in pending:
-                future.cancel()
+        results, lost, broken = gather_futures(futures, total, progress=progress, return_exceptions=return_exceptions,
+                                               on_result=on_result, lost_if=BrokenProcessPool)
         if lost:
             self._discard()
-            lost.sort()
             message = (f"a worker process died (killed, out of memory, crashed in native code, or its "
                        f"initializer failed to unpickle `shared`: {broken}); {len(lost)} of {total} tasks "
                        f"were lost: {_format_indices(lost)}")
@@ -281,8 +259,94 @@ class ProcessExecutor:
         self.close()
 
 
+class ThreadExecutor:
+    """Runs tasks on threads of this process (``concurrent.futures.ThreadPoolExecutor``).
+
+    The array work of a task runs in compiled XLA code, which releases the GIL, so tasks that are mostly
+    JAX solves (the book's PDE chunks) run in parallel on the cores without a process per worker: nothing
+    is pickled, ``shared`` is the caller's object itself (no copy, no second compilation per worker), and
+    lambdas and closures work.  ``workers`` defaults to ``os.cpu_count()``.  Results are identical to
+    :class:`SerialExecutor`'s (every task is computed as it would be alone).
+
+    Measured (2 cores, two halves of an 800-row batched Crank-Nicolson solve): 0.71 s on two threads against
+    1.41 s one after the other (docs/execution.md).
+    """
+
+    name = "threads"
+
+    def __init__(self, workers: int | None = None):
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be a positive integer, got {workers!r}", field="workers",
+                             value=workers)
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(workers={self.workers})"
+
+    def map(self, function, tasks, *, shared=None, progress=None, return_exceptions=False, order=None,
+            on_result=None):
+        """See :class:`Executor`."""
+        tasks = list(tasks)
+        start_order = _start_order(order, len(tasks))
+        if not tasks:
+            return []
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="shoals")
+        futures = {self._pool.submit(function, tasks[index], shared): index for index in start_order}
+        return gather_futures(futures, len(tasks), progress=progress, return_exceptions=return_exceptions,
+                              on_result=on_result)[0]
+
+    def close(self) -> None:
+        """Cancel queued tasks, wait for running ones and stop the threads (a later ``map`` restarts them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def gather_futures(futures: dict, total: int, *, progress=None, return_exceptions=False, on_result=None,
+                   lost_if: type | None = None):
+    """Wait for ``futures`` ({future: task index}) in completion order, settling each (:func:`settle`) and
+    reporting ``progress``; pending futures are cancelled if this raises.  A future whose exception is a
+    ``lost_if`` (a dead worker process) is not settled: its index is returned in ``lost``.
+
+    Returns ``(results, lost, last_lost_error)``.  The gather loop of the pool executors."""
+    results: list = [None] * total
+    lost: list[int] = []
+    broken: BaseException | None = None
+    done = 0
+    pending = set(futures)
+    try:
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=futures.__getitem__):
+                index = futures[future]
+                error = future.exception()
+                if lost_if is not None and isinstance(error, lost_if):
+                    lost.append(index)
+                    broken = error
+                else:
+                    settle(results, index, future, error, return_exceptions=return_exceptions, on_result=on_result)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        for future in pending:
+            future.cancel()
+    return results, sorted(lost), broken
+
+
 def executor_from_spec(spec: str) -> Executor:
-    """The executor a ``--executor`` value names: ``serial``, ``processes`` (one worker per CPU),
+    """The executor a ``--executor`` value names: ``serial``, ``threads`` / ``threads:N`` (threads of this
+    process: one per CPU / N), ``processes`` (one worker per CPU),
     ``processes:N`` (N workers), ``dask-local`` / ``dask-local:N`` (a Dask cluster on this machine: one worker
     process per CPU / N workers), ``dask://host:port`` (the Dask scheduler at ``tcp://host:port``) or
     ``scaler://host:port`` (the OpenGRIS Scaler scheduler at ``tcp://host:port``).
@@ -298,6 +362,8 @@ def executor_from_spec(spec: str) -> Executor:
     name, separator, argument = lowered.partition(":")
     if lowered == "serial":
         return SerialExecutor()
+    if lowered == "threads" or (name == "threads" and separator and _is_count(argument)):
+        return ThreadExecutor(int(argument) if argument else None)
     if lowered == "processes":
         return ProcessExecutor()
     if name == "processes" and separator and _is_count(argument):

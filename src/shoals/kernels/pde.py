@@ -270,10 +270,10 @@ class Steps(NamedTuple):
     upper_value: jax.Array
 
 
-@partial(jax.jit, static_argnames=("event", "boundary", "checkpoint"))
+@partial(jax.jit, static_argnames=("event", "boundary", "checkpoint", "vol_repeat"))
 def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet, upper_dirichlet,
                    event=None, event_data=None, checkpoint=False, lower_node=None, upper_node=None,
-                   event_constants=None, boundary=None):
+                   event_constants=None, boundary=None, vol_repeat: int = 1):
     """Step ``terminal`` values (batch, n) on grids ``x`` (batch, n) back through ``steps``; returns V at
     the end of the last step (t = 0 for grids built by :func:`time_steps`).
 
@@ -287,15 +287,23 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     repeating it for every step.  ``boundary(values, data, step_index, constants) -> (lower_weights,
     upper_weights)`` (static; optional) gives each step the side weights of :func:`theta_step` from the
     values at the step's later end (a lagged Robin condition; None for a side keeps it linear in S).
+    ``vol_repeat`` (static): consecutive groups of that many rows share their grid, their step times and
+    their vol table (the members of one trade's family), so sigma is read once per group and broadcast: the
+    table reads, most of a step's cost, fall by that factor.
     """
-    j, v = _cell(vol.spots, jnp.exp(x))
+    group_vol = vol if vol.vols.ndim == 2 or vol_repeat == 1 else vol._replace(vols=vol.vols[::vol_repeat])
+    j, v = _cell(vol.spots, jnp.exp(x[::vol_repeat]))
     spot_cells = (j.T, v.T)
     grid = geometry(x)
 
     def body(values, inputs):
         index, step, data = inputs
-        mid = step.start - 0.5 * step.dt
-        half_variance = 0.5 * _table_variance_rows(vol, mid, spot_cells)
+        mid = step.start[::vol_repeat] - 0.5 * step.dt[::vol_repeat]
+        half_variance = 0.5 * _table_variance_rows(group_vol, mid, spot_cells)
+        if vol_repeat > 1:
+            nodes, groups = half_variance.shape
+            half_variance = jnp.broadcast_to(half_variance[:, :, None], (nodes, groups, vol_repeat)).reshape(
+                nodes, groups * vol_repeat)
         weights = (None, None) if boundary is None else boundary(values, data, index, event_constants)
         values = theta_step(values, x=x, half_variance=half_variance, drift=step.drift, rate=step.rate,
                             dt=step.dt, theta=step.theta, lower_value=step.lower_value,

@@ -203,12 +203,14 @@ def _asian_event(values, fixing, index, constants):
 
 def _asian_solve(table, a, options, checkpoint):
     """The family solve of :func:`plan_asian`; readout: the first member of each trade (all average nodes
-    coincide before the first fixing)."""
+    coincide before the first fixing).  The members of a trade share its spot grid and steps, so sigma is
+    read once per trade (``vol_repeat``)."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
+    trades, per_trade = a["state"].shape
     values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
                             lower_dirichlet=no, upper_dirichlet=no, event=_asian_event, event_data=a["fixing"],
-                            event_constants=(a["state"], a["spot_state"]), checkpoint=checkpoint)
-    trades, per_trade = a["state"].shape
+                            event_constants=(a["state"], a["spot_state"]), checkpoint=checkpoint,
+                            vol_repeat=per_trade)
     return values.reshape(trades, per_trade, -1)[:, 0]
 
 
