@@ -207,8 +207,7 @@ def _price_family(task, shared):
     method, contract = task
     snapshot, local_vol = shared
     result = method.price(contract, snapshot, local_vol=local_vol)
-    return np.stack([np.asarray(result.value), np.asarray(result.delta), np.asarray(result.gamma),
-                     np.asarray(result.theta)])
+    return np.stack([result.value] + [result.greeks[name] for name in ("delta", "gamma", "theta")])
 
 
 def seed_book_section(repeats: int, baseline: Path | None, workers: int) -> dict:

@@ -259,7 +259,12 @@ class Steps(NamedTuple):
 
     ``start`` is the later time, ``dt`` the length (0 for padding), ``theta`` 1/2 or 1 (Rannacher),
     ``drift`` mu = r - q and ``rate`` r averaged over the step, ``lower_value`` / ``upper_value`` the
-    Dirichlet boundary values at the step's earlier end (ignored on linear sides)."""
+    Dirichlet boundary values at the step's earlier end (ignored on linear sides).
+
+    Optional: ``group`` (batch,) ints numbering the distinct step-time columns (rows of a group step
+    through the same times: trades of one maturity and schedule) and ``leader`` (groups,) one row of each;
+    see :func:`time_groups`.  With them, :func:`solve_backward` interpolates a shared vol table in time once
+    per group and step instead of once per row and node."""
 
     start: jax.Array
     dt: jax.Array
@@ -268,6 +273,16 @@ class Steps(NamedTuple):
     rate: jax.Array
     lower_value: jax.Array
     upper_value: jax.Array
+    group: jax.Array | None = None
+    leader: jax.Array | None = None
+
+
+def time_groups(start, dt):
+    """``(group, leader)`` of :class:`Steps` (NumPy, host side): rows whose columns of ``start`` and ``dt``
+    (steps, batch) are identical share a group; ``leader[g]`` is the first row of group g."""
+    key = np.concatenate([np.asarray(start), np.asarray(dt)], axis=0).T
+    _, leader, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return group.reshape(-1).astype(np.int32), leader.astype(np.int32)
 
 
 @partial(jax.jit, static_argnames=("event", "boundary", "checkpoint", "vol_repeat"))
@@ -295,11 +310,28 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     j, v = _cell(vol.spots, jnp.exp(x[::vol_repeat]))
     spot_cells = (j.T, v.T)
     grid = geometry(x)
+    leader = steps.leader
+    # Time interpolation once per group of rows with the same step times (a shared table only, and only where
+    # the groups' table rows are fewer than the cells they serve).
+    grouped = (leader is not None and vol.vols.ndim == 2
+               and 4 * leader.shape[0] * vol.spots.shape[0] <= j.shape[0] * j.shape[1])
+    if grouped:
+        pair_index = steps.group[::vol_repeat][None, :] * (vol.spots.shape[0] - 1) + spot_cells[0]
+    steps = steps._replace(group=None, leader=None)
+
+    def variance(step):
+        """sigma^2 at the step's mid-time on the grid rows (n, rows / vol_repeat): bilinear in the table."""
+        mid = step.start - 0.5 * step.dt
+        if not grouped:
+            return _table_variance_rows(group_vol, mid[::vol_repeat], spot_cells)
+        i, u = _cell(vol.times, mid[leader])
+        at_time = (1.0 - u)[:, None] * vol.vols[i] + u[:, None] * vol.vols[i + 1]          # (groups, ns)
+        pairs = jnp.stack([at_time[:, :-1], at_time[:, 1:]], axis=-1).reshape(-1, 2)[pair_index]
+        return ((1.0 - spot_cells[1]) * pairs[..., 0] + spot_cells[1] * pairs[..., 1]) ** 2
 
     def body(values, inputs):
         index, step, data = inputs
-        mid = step.start[::vol_repeat] - 0.5 * step.dt[::vol_repeat]
-        half_variance = 0.5 * _table_variance_rows(group_vol, mid, spot_cells)
+        half_variance = 0.5 * variance(step)
         if vol_repeat > 1:
             nodes, groups = half_variance.shape
             half_variance = jnp.broadcast_to(half_variance[:, :, None], (nodes, groups, vol_repeat)).reshape(

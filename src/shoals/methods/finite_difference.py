@@ -21,6 +21,7 @@ from shoals.kernels.pde import (
     VolTable,
     flat_vol_table,
     table_vol,
+    time_groups,
     value_and_derivatives,
 )
 from shoals.market import FlatMarket
@@ -78,7 +79,8 @@ class PdeMarket:
 
     def steps(self, start, dt, theta, lower_value=None, upper_value=None) -> Steps:
         """Kernel :class:`~shoals.kernels.pde.Steps` from step times (steps, batch): r and mu = r - q are
-        the averages over each step (the instantaneous values at the step's start for padding steps)."""
+        the averages over each step (the instantaneous values at the step's start for padding steps); rows
+        with the same step times grouped (:func:`~shoals.kernels.pde.time_groups`)."""
         start, dt = np.asarray(start, dtype=np.float64), np.asarray(dt, dtype=np.float64)
         end = start - dt
         rate_hi, div_hi = self.integrals(start)
@@ -93,10 +95,12 @@ class PdeMarket:
             rate = np.where(dt > 0.0, (rate_hi - rate_lo) / safe, (rate_eps - rate_hi) / eps)
             dividend = np.where(dt > 0.0, (div_hi - div_lo) / safe, (div_eps - div_hi) / eps)
         zeros = np.zeros_like(start)
+        group, leader = time_groups(start, dt)
         return Steps(start=jnp.asarray(start), dt=jnp.asarray(dt), theta=jnp.asarray(theta),
                      drift=jnp.asarray(rate - dividend), rate=jnp.asarray(rate),
                      lower_value=jnp.asarray(zeros if lower_value is None else lower_value),
-                     upper_value=jnp.asarray(zeros if upper_value is None else upper_value))
+                     upper_value=jnp.asarray(zeros if upper_value is None else upper_value),
+                     group=jnp.asarray(group), leader=jnp.asarray(leader))
 
     def spot_greeks(self, x, values):
         """Value, delta, gamma and theta at the spot from solutions ``values`` (batch, n) at t = 0 on grids
