@@ -269,7 +269,8 @@ class ThreadExecutor:
     :class:`SerialExecutor`'s (every task is computed as it would be alone).
 
     Measured (2 cores, two halves of an 800-row batched Crank-Nicolson solve): 0.71 s on two threads against
-    1.41 s one after the other (docs/execution.md).
+    1.41 s one after the other; less where tasks also do host-side Python work, which holds the GIL
+    (docs/execution.md).
     """
 
     name = "threads"
