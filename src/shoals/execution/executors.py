@@ -22,8 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from shoals.errors import InputError, ShoalsError
 
-EXECUTOR_SPECS = ("serial", "threads", "threads:N", "processes", "processes:N", "dask-local", "dask-local:N", "dask://host:port",
-                  "scaler://host:port")
+EXECUTOR_SPECS = ("serial", "threads", "threads:N", "processes", "processes:N", "dask-local", "dask-local:N",
+                  "dask://host:port", "scaler://host:port")
 """The forms :func:`executor_from_spec` accepts (the ``--executor`` option of ``shoals run``)."""
 
 Progress = Callable[[int, int], None]
@@ -170,12 +170,7 @@ class ProcessExecutor:
     name = "processes"
 
     def __init__(self, workers: int | None = None):
-        if workers is None:
-            workers = os.cpu_count() or 1
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise InputError(f"workers must be a positive integer, got {workers!r}", field="workers",
-                             value=workers)
-        self.workers = workers
+        self.workers = worker_count(workers)
         self._pool: ProcessPoolExecutor | None = None
         self._installed: Any = None  # the shared object the workers hold (identity is the token)
 
@@ -276,12 +271,7 @@ class ThreadExecutor:
     name = "threads"
 
     def __init__(self, workers: int | None = None):
-        if workers is None:
-            workers = os.cpu_count() or 1
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise InputError(f"workers must be a positive integer, got {workers!r}", field="workers",
-                             value=workers)
-        self.workers = workers
+        self.workers = worker_count(workers)
         self._pool: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
@@ -313,16 +303,28 @@ class ThreadExecutor:
         self.close()
 
 
+def worker_count(workers: int | None) -> int:
+    """``workers`` checked (a positive integer; InputError naming the field otherwise), or one per CPU."""
+    if workers is None:
+        return os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a positive integer, got {workers!r}", field="workers", value=workers)
+    return workers
+
+
 def gather_futures(futures: dict, total: int, *, progress=None, return_exceptions=False, on_result=None,
-                   lost_if: type | None = None):
+                   lost_if=None, retry=None):
     """Wait for ``futures`` ({future: task index}) in completion order, settling each (:func:`settle`) and
     reporting ``progress``; pending futures are cancelled if this raises.  A future whose exception is a
-    ``lost_if`` (a dead worker process) is not settled: its index is returned in ``lost``.
+    ``lost_if`` (an exception type or tuple: a dead worker) is not settled: ``retry(index)`` (optional) may
+    return a new future for the task, which is awaited in its place; otherwise its index is returned in
+    ``lost``.
 
-    Returns ``(results, lost, last_lost_error)``.  The gather loop of the pool executors."""
+    Returns ``(results, lost, first_lost_error)``, ``lost`` sorted.  The gather loop of the pool and cluster
+    executors."""
     results: list = [None] * total
     lost: list[int] = []
-    broken: BaseException | None = None
+    cause: BaseException | None = None
     done = 0
     pending = set(futures)
     try:
@@ -332,8 +334,13 @@ def gather_futures(futures: dict, total: int, *, progress=None, return_exception
                 index = futures[future]
                 error = future.exception()
                 if lost_if is not None and isinstance(error, lost_if):
+                    again = None if retry is None else retry(index)
+                    if again is not None:
+                        futures[again] = index
+                        pending.add(again)
+                        continue
                     lost.append(index)
-                    broken = error
+                    cause = cause or error
                 else:
                     settle(results, index, future, error, return_exceptions=return_exceptions, on_result=on_result)
                 done += 1
@@ -342,8 +349,7 @@ def gather_futures(futures: dict, total: int, *, progress=None, return_exception
     finally:
         for future in pending:
             future.cancel()
-    return results, sorted(lost), broken
-
+    return results, sorted(lost), cause
 
 def executor_from_spec(spec: str) -> Executor:
     """The executor a ``--executor`` value names: ``serial``, ``threads`` / ``threads:N`` (threads of this

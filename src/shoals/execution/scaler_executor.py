@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import socket
-from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
 from shoals.errors import InputError, UnsupportedError
@@ -25,7 +24,7 @@ from shoals.execution.executors import (
     WorkerLostError,
     _format_indices,
     _start_order,
-    settle,
+    gather_futures,
 )
 
 INSTALL_HINT = 'pip install "shoals[scaler]"'
@@ -165,38 +164,18 @@ class ScalerExecutor:
         from scaler.utility.exceptions import ProcessorDiedError, WorkerDiedError
 
         total = len(tasks)
-        results: list = [None] * total
         attempts = [0] * total
-        lost: list[int] = []
-        cause: BaseException | None = None
-        done = 0
-        pending = set(futures)
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=futures.__getitem__):
-                    index = futures[future]
-                    error = future.exception()
-                    if isinstance(error, ProcessorDiedError | WorkerDiedError):
-                        attempts[index] += 1
-                        if attempts[index] <= self.retries:  # run it again, on whichever worker is free
-                            retry = self._submit(client, function, tasks[index], reference, index)
-                            futures[retry] = index
-                            pending.add(retry)
-                            continue
-                        lost.append(index)
-                        cause = cause or error
-                    else:
-                        settle(results, index, future, error, return_exceptions=return_exceptions,
-                               on_result=on_result)
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-        finally:
-            for future in pending:
-                future.cancel()
+
+        def retry(index):
+            attempts[index] += 1
+            if attempts[index] <= self.retries:  # run it again, on whichever worker is free
+                return self._submit(client, function, tasks[index], reference, index)
+            return None
+
+        results, lost, cause = gather_futures(futures, total, progress=progress, return_exceptions=return_exceptions,
+                                              on_result=on_result, lost_if=(ProcessorDiedError, WorkerDiedError),
+                                              retry=retry)
         if lost:
-            lost.sort()
             message = (f"Scaler workers died running {len(lost)} of {total} tasks, {self.retries + 1} times each "
                        f"({cause}): {_format_indices(lost)}")
             if not return_exceptions:
