@@ -126,8 +126,10 @@ def _table_variance_rows(table: VolTable, times, spot_cells):
     return ((1.0 - v) * left + v * right) ** 2
 
 
+@jax.jit
 def table_vol(table: VolTable, times, spots):
-    """sigma(t, S) of ``table`` at ``times`` (batch,) and ``spots`` (batch, n): shape (batch, n)."""
+    """sigma(t, S) of ``table`` at ``times`` (batch,) and ``spots`` (batch, n): shape (batch, n) (compiled:
+    the pricers call it host-side while planning)."""
     j, v = _cell(table.spots, jnp.asarray(spots, dtype=jnp.float64))
     return jnp.sqrt(_table_variance_rows(table, jnp.asarray(times, dtype=jnp.float64), (j.T, v.T))).T
 
@@ -283,8 +285,10 @@ class Steps(NamedTuple):
 def time_groups(start, dt):
     """``(group, leader)`` of :class:`Steps` (NumPy, host side): rows whose columns of ``start`` and ``dt``
     (steps, batch) are identical share a group; ``leader[g]`` is the first row of group g."""
-    key = np.concatenate([np.asarray(start), np.asarray(dt)], axis=0).T
-    _, leader, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    key = np.ascontiguousarray(np.concatenate([np.asarray(start, dtype=np.float64),
+                                               np.asarray(dt, dtype=np.float64)], axis=0).T)
+    rows = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).reshape(-1)   # one bytes key per row
+    _, leader, group = np.unique(rows, return_index=True, return_inverse=True)
     return group.reshape(-1).astype(np.int32), leader.astype(np.int32)
 
 

@@ -122,9 +122,12 @@ def replicate(market, repeats: int):
 
 def _vol_scale(market, maturities):
     """Root-mean-square vol at the spot over [0, T] per trade (sets the grid widths)."""
-    times = maturities[None, :] * np.linspace(0.0, 1.0, 5)[:, None]
-    spots = jnp.asarray(market.spot)[:, None]
-    variance = [np.asarray(table_vol(market.vol, jnp.asarray(t), spots))[:, 0] ** 2 for t in times]
+    fractions = 5
+    times = (maturities[None, :] * np.linspace(0.0, 1.0, fractions)[:, None]).reshape(-1)
+    spots = np.tile(np.asarray(market.spot, dtype=np.float64), fractions)[:, None]
+    table = market.vol if market.vol.vols.ndim == 2 else market.vol._replace(
+        vols=jnp.tile(market.vol.vols, (fractions, 1, 1)))
+    variance = np.asarray(table_vol(table, jnp.asarray(times), jnp.asarray(spots)))[:, 0].reshape(fractions, -1) ** 2
     return np.maximum(np.sqrt(np.mean(variance, axis=0)), 0.02)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -64,9 +65,8 @@ class PdeMarket:
         times = np.asarray(times, dtype=np.float64)
         if self.curves is None:
             return times * self.flat_rate, times * self.flat_dividend
-        rate = np.asarray(self.curves.rate.integral(jnp.asarray(times)))
-        dividend = np.asarray(self.curves.dividend.integral(jnp.asarray(times)))
-        return rate, dividend
+        rate, dividend = _curve_integrals(self.curves.rate, self.curves.dividend, jnp.asarray(times))
+        return np.asarray(rate), np.asarray(dividend)
 
     def discount(self, times):
         """exp(-int_0^t r) at ``times`` (last axis the batch)."""
@@ -122,6 +122,12 @@ class PdeMarket:
         theta = rate * value - mu * spot * delta - 0.5 * sigma ** 2 * spot ** 2 * gamma
         return {name: np.asarray(v) for name, v in
                 (("value", value), ("delta", delta), ("gamma", gamma), ("theta", theta))}
+
+
+@jax.jit
+def _curve_integrals(rate_curve, dividend_curve, times):
+    """int_0^t r and int_0^t q of two zero curves (compiled: planning calls it with every step array)."""
+    return rate_curve.integral(times), dividend_curve.integral(times)
 
 
 def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> PdeMarket:
