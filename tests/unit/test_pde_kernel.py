@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ import shoals  # noqa: F401  (float64)
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
 from shoals.kernels.black_scholes import black_scholes_price
-from shoals.kernels.pde import split_steps, time_steps
+from shoals.kernels.pde import split_steps, time_groups, time_steps
 from shoals.market import FlatMarket
 from shoals.methods.fd_vanilla import schedule
 from shoals.methods.finite_difference import FiniteDifference
@@ -219,3 +221,36 @@ def test_prices_converge_smoothly_in_time_across_local_vol_jumps():
               for m in (70, 130, 250, 500)}
     spread = max(abs(prices[m] - prices[500]) for m in (70, 130, 250))
     assert spread <= 2e-4 * prices[500], prices
+
+
+def test_time_groups_share_identical_step_columns():
+    start = np.array([[1.0, 1.0, 2.0, 1.0], [0.5, 0.5, 1.0, 0.5]])
+    dt = np.array([[0.5, 0.5, 1.0, 0.5], [0.5, 0.5, 1.0, 0.4]])
+    group, leader = time_groups(start, dt)
+    assert group[0] == group[1] and len({group[0], group[2], group[3]}) == 3
+    assert sorted(leader.tolist()) == [0, 2, 3]
+    np.testing.assert_array_equal(group[leader], np.arange(leader.size))
+
+
+def test_grouped_sigma_reads_equal_the_per_row_reads():
+    """The grouped read (time interpolation once per group of rows with the same step times) is the same
+    bilinear formula as the per-row read of the whole table: the solves agree to rounding, value and vol
+    gradient."""
+    snapshot = skewed_snapshot()
+    rng = np.random.default_rng(11)
+    count = 128        # enough rows per group for the grouped read to be taken (see solve_backward)
+    is_up = rng.random(count) < 0.5
+    contract = Barrier(strike=rng.uniform(85.0, 115.0, count), maturity=rng.choice([0.5, 1.0], count),
+                       barrier=np.where(is_up, 125.0, 80.0), is_up=is_up, is_knock_in=False,
+                       is_call=rng.random(count) < 0.5)
+    plan, _ = FiniteDifference(space_nodes=121, time_steps=60, vega=False).plan(contract, snapshot)
+    steps = plan.arguments["steps"]
+    groups = int(np.asarray(steps.leader).size)
+    assert 4 * groups * np.asarray(plan.table.spots).size <= 121 * np.asarray(steps.dt).shape[1]
+    per_row = replace(plan, arguments={**plan.arguments,
+                                       "steps": plan.arguments["steps"]._replace(group=None, leader=None)})
+    np.testing.assert_allclose(plan.values(), per_row.values(), rtol=1e-13, atol=1e-13)
+    weights = rng.standard_normal(count)
+    grouped_gradient = np.asarray(plan.value_and_gradient(weights)[1])
+    np.testing.assert_allclose(grouped_gradient, np.asarray(per_row.value_and_gradient(weights)[1]),
+                               rtol=1e-10, atol=1e-12 * np.abs(grouped_gradient).max())
