@@ -311,7 +311,8 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     values at the step's later end (a lagged Robin condition; None for a side keeps it linear in S).
     ``vol_repeat`` (static): consecutive groups of that many rows share their grid, their step times and
     their vol table (the members of one trade's family), so sigma is read once per group and broadcast: the
-    table reads, most of a step's cost, fall by that factor.
+    table reads fall by that factor.  Rows that only share step times (``steps.group``) share the time
+    interpolation of a shared table.
     """
     group_vol = vol if vol.vols.ndim == 2 or vol_repeat == 1 else vol._replace(vols=vol.vols[::vol_repeat])
     j, v = _cell(vol.spots, jnp.exp(x[::vol_repeat]))
