@@ -157,7 +157,9 @@ def _lagrange(nodes, values, targets):
     n = nodes.shape[1]
     batch, k, c = targets.shape
     flat = targets.reshape(batch, k * c)
-    cell = jax.vmap(lambda nd, t: jnp.searchsorted(nd, t, side="right"))(nodes, flat).reshape(batch, k, c)
+    # Nodes <= target by comparing with all of them: a family's few state nodes make this cheaper than a
+    # vectorised binary search (0.85 against 2.0 ms on the example's Asian family).
+    cell = jnp.sum(nodes[:, None, :] <= flat[:, :, None], axis=-1).reshape(batch, k, c)
     first = jnp.clip(cell - 2, 0, n - 4)
     take = (lambda a, i: jnp.take_along_axis(a, i, axis=1))
     xs = [take(nodes[:, :, None], first + m) for m in range(4)]
@@ -187,21 +189,48 @@ def _log_grid(market, maturities, method, centers, scale):
 
 # ---------------------------------------------------------------------------------------------- Asian
 
-def _asian_event(values, fixing, index, constants):
-    """Jump condition V(t_k-, S, a) = V(t_k+, S, a + (s - a)/k) at fixing k = ``fixing`` (rows with 0:
-    no fixing); a (``state``, (trades, nodes)) is A or ln G, s (``spot_state``) the same function of the
-    spot nodes."""
+def _asian_event(values, data, index, constants):
+    """Jump condition V(t_k-, S, a) = V(t_k+, S, a + (s - a)/k) at fixing k of the trades fixing at this step;
+    a (``state``, (trades, nodes)) is A or ln G, s (``spot_state``) the same function of the spot nodes.
+
+    ``data``: ``fixing`` (trades,) k (0: no fixing), ``movers`` (F,) the fixing trades first, then others,
+    ``size`` the index of the smallest of :func:`_mover_sizes` holding them (0: none fixes).  Only that
+    many trades are interpolated (trades fix on different steps: ~5 of the example's 26 per firing step)."""
     state, spot_state = constants
     trades, per_trade = state.shape
+    surfaces = values.reshape(trades, per_trade, -1)
 
-    def jump(values):
-        k = jnp.maximum(fixing, 1.0).reshape(trades, per_trade)[:, :, None]
-        surface = values.reshape(trades, per_trade, -1)
-        targets = state[:, :, None] + (spot_state[:, None, :] - state[:, :, None]) / k
-        moved = _lagrange(state, surface, targets).reshape(values.shape)
-        return jnp.where(fixing[:, None] > 0.0, moved, values)
+    def jump(size):
+        def apply(surfaces):
+            movers = data["movers"][:size]
+            fixing = data["fixing"][movers]
+            k = jnp.maximum(fixing, 1.0)[:, None, None]
+            own = state[movers]
+            targets = own[:, :, None] + (spot_state[movers][:, None, :] - own[:, :, None]) / k
+            kept = surfaces[movers]
+            moved = jnp.where(fixing[:, None, None] > 0.0, _lagrange(own, kept, targets), kept)
+            return surfaces.at[movers].set(moved, unique_indices=True)
+        return apply
 
-    return jax.lax.cond(jnp.any(fixing > 0.0), jump, lambda v: v, values)
+    branches = [lambda surfaces: surfaces] + [jump(size) for size in _mover_sizes(data["movers"].shape[0])]
+    return jax.lax.switch(data["size"], branches, surfaces).reshape(values.shape)
+
+
+def _mover_sizes(trades: int) -> list[int]:
+    """Batch sizes of the Asian jump: powers of two below ``trades``, then ``trades``."""
+    return [2 ** p for p in range(max(trades - 1, 0).bit_length()) if 2 ** p < trades] + [trades]
+
+
+def _asian_movers(fixing):
+    """Per step (``fixing`` (steps, trades), k or 0): ``movers`` (steps, trades) the fixing trades first (in
+    trade order) then the others, and ``size`` (steps,) the branch of :func:`_asian_event` (0: none fixes,
+    i: the i-th of :func:`_mover_sizes`)."""
+    fixes = fixing > 0.0
+    movers = np.argsort(~fixes, axis=1, kind="stable").astype(np.int32)
+    sizes = np.asarray(_mover_sizes(fixing.shape[1]))
+    count = fixes.sum(axis=1)
+    size = np.where(count > 0, np.searchsorted(sizes, count) + 1, 0).astype(np.int32)
+    return movers, size
 
 
 def _asian_solve(table, a, options, checkpoint):
@@ -260,10 +289,12 @@ def plan_asian(contract: Asian, market, method, *, state_nodes: int | None = Non
     events = [np.arange(1, n) * t / n for t, n in zip(maturity, fixings)]
     rows = replicate(market, per_trade)
     steps, event_index = _row_steps(rows, maturity, events, method, per_trade, smooth_events=True)
-    fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)
+    fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)[:, ::per_trade]
+    movers, size = _asian_movers(fixing)
     arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(np.repeat(x, per_trade, axis=0)),
                  "steps": steps, "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
-                 "fixing": jnp.asarray(fixing), "state": jnp.asarray(state), "spot_state": jnp.asarray(spot_state)}
+                 "fixing": {"fixing": jnp.asarray(fixing), "movers": jnp.asarray(movers), "size": jnp.asarray(size)},
+                 "state": jnp.asarray(state), "spot_state": jnp.asarray(spot_state)}
     return PdePlan(solve=_asian_solve, options=(), arguments=arguments, table=as_table(market.vol),
                    x=jnp.asarray(x), market=market, combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade, "state": "running average (ln G for geometric)"})
