@@ -10,7 +10,7 @@ the vol input: the flat vol, or the implied surface of a :class:`MarketSnapshot`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import jax
 import jax.numpy as jnp
@@ -158,14 +158,39 @@ def _planners():
     return {**fd_vanilla.PLANNERS, **fd_path_dependent.PLANNERS}
 
 
+#: Default (space nodes, time steps) per instrument type; other types take :data:`DEFAULT_GRID`.  Each is the
+#: cheapest grid measured to be at least as accurate as 301 nodes x 300 steps ("300 x 300-equivalent") on
+#: its family of the example book (``seed_book.csv``) under the example market's Dupire local vol, against
+#: 641 x 600 with twice the state nodes (largest error |V - V_ref| / max(|V_ref|, 0.01); 2 cores, warm):
+#:
+#: ========  ==========  ====================  ====================  ==================
+#: family    grid        largest error         at 301 x 300          at 241 x 200
+#: ========  ==========  ====================  ====================  ==================
+#: barrier   301 x 300   9.0e-4, 0.17 s        (itself)              1.5e-3, 0.12 s
+#: lookback  301 x 150   3.1e-4, 0.42 s        3.6e-4, 0.85 s        5.8e-4, 0.47 s
+#: asian     161 x 60    5.2e-4 (41 averages)  6.8e-4 (31), 1.15 s   7.3e-4 (31), 0.72 s
+#: cliquet   121 x 50    6.8e-4 (6 per period) 1.4e-3 (4), 1.91 s    1.0e-3 (4), 0.95 s
+#: ========  ==========  ====================  ====================  ==================
+#:
+#: The families' errors come from different places: the Asian's from its average grid (31 -> 41 nodes:
+#: 9.0e-4 -> 5.2e-4 at 161 x 60, while 100 or 200 steps give the same error), the cliquet's from the steps
+#: per reset period (:data:`~shoals.methods.fd_path_dependent.PERIOD_STEPS`: 4 -> 8 gives 1.3e-3 -> 4.1e-4 at
+#: 121 nodes, while 121 or 301 nodes give the same), the barrier's from the space grid.  Re-measure with
+#: ``benchmarks/bench_pde.py`` (seed-book section) before changing them.
+DEFAULT_GRIDS = {"Barrier": (301, 300), "Lookback": (301, 150), "Asian": (161, 60), "Cliquet": (121, 50)}
+DEFAULT_GRID = (241, 200)
+
+
 @dataclass(frozen=True)
 class FiniteDifference:
     """Crank-Nicolson finite differences (Rannacher start-up) on non-uniform grids in ln S.
 
     Parameters
     ----------
-    space_nodes: nodes of the spot grid of each 1-D solve.
-    time_steps: time steps per trade over its life (plus Rannacher sub-steps after each event).
+    space_nodes: nodes of the spot grid of each 1-D solve; ``None`` (default) takes the instrument type's
+        default (:data:`DEFAULT_GRIDS`, else :data:`DEFAULT_GRID`: 241).
+    time_steps: time steps per trade over its life (plus Rannacher sub-steps after each event); ``None``
+        (default) takes the instrument type's default (:data:`DEFAULT_GRIDS`, else 200).
     rannacher: implicit sub-steps replacing the first step after maturity and after each event.
     vega: also compute vega by a central bump of the vol input (costs two more solves per trade).
     vol_bump: the vega bump (absolute vol, 0.01 = one vol point).
@@ -182,8 +207,8 @@ class FiniteDifference:
     from the PDE at t = 0 (a true time derivative of the discrete solution), vega by bump.
     """
 
-    space_nodes: int = 241
-    time_steps: int = 200
+    space_nodes: int | None = None
+    time_steps: int | None = None
     rannacher: int = 2
     vega: bool = True
     vol_bump: float = 1e-3
@@ -197,6 +222,8 @@ class FiniteDifference:
     def __post_init__(self):
         for field_name, minimum in (("space_nodes", 8), ("time_steps", 2), ("rannacher", 0)):
             value = getattr(self, field_name)
+            if value is None and field_name != "rannacher":
+                continue
             if int(value) != value or value < minimum:
                 raise InputError(f"must be an integer >= {minimum}, got {value!r}", field=field_name,
                                  value=value)
@@ -209,6 +236,13 @@ class FiniteDifference:
                                  value=getattr(self, field_name))
         if not self.vol_bump > 0.0:
             raise InputError(f"must be > 0, got {self.vol_bump!r}", field="vol_bump", value=self.vol_bump)
+
+    def grid_for(self, instrument_type: type) -> "FiniteDifference":
+        """This method with its grid resolved for ``instrument_type``: fields left ``None`` take the type's
+        default (:data:`DEFAULT_GRIDS`, else :data:`DEFAULT_GRID`)."""
+        space_nodes, time_steps = DEFAULT_GRIDS.get(instrument_type.__name__, DEFAULT_GRID)
+        return replace(self, space_nodes=space_nodes if self.space_nodes is None else self.space_nodes,
+                       time_steps=time_steps if self.time_steps is None else self.time_steps)
 
     def supports(self, instrument, market) -> bool:
         return type(instrument) in _planners() and isinstance(market, (FlatMarket, MarketSnapshot))
@@ -225,7 +259,8 @@ class FiniteDifference:
                                    f"supported: {', '.join(sorted(t.__name__ for t in planners))}")
         shape = np.broadcast_shapes(*(np.shape(getattr(instrument, f.name)) for f in fields(instrument)))
         maturities = np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel()
-        return planner(instrument, pde_market(market, maturities, local_vol=local_vol), self), shape
+        market = pde_market(market, maturities, local_vol=local_vol)
+        return planner(instrument, market, self.grid_for(type(instrument))), shape
 
     def values_at(self, instrument, market, spots, *, local_vol: LocalVolGrid | None = None) -> np.ndarray:
         """Values (trades, K) of ``instrument`` (a batch of one type, flattened) at ``spots`` (trades, K) from
@@ -246,6 +281,7 @@ class FiniteDifference:
 
     def price(self, instrument, market, *, local_vol: LocalVolGrid | None = None) -> PriceResult:
         plan, shape = self.plan(instrument, market, local_vol=local_vol)
+        grid = self.grid_for(type(instrument))
         result = plan.greeks()
         greeks = {name: result[name] for name in ("delta", "gamma", "theta") if name in result}
         if self.vega:
@@ -255,7 +291,7 @@ class FiniteDifference:
         return PriceResult(
             value=np.reshape(result["value"], shape), method=self.name,
             greeks={name: np.reshape(values, shape) for name, values in greeks.items()},
-            diagnostics={"space_nodes": self.space_nodes, "time_steps": self.time_steps,
+            diagnostics={"space_nodes": grid.space_nodes, "time_steps": grid.time_steps,
                          "rannacher": self.rannacher,
                          **{k: v for k, v in result["diagnostics"].items() if k not in ("row_value", "vanilla_rows")},
                          "greeks": "delta, gamma: cubic interpolation on the grid; theta: the PDE at t = 0; "
