@@ -19,11 +19,13 @@ Asians and cliquets, maturities 0.25-5 y) under the Dupire local vol of the seed
 (calibrated from :func:`shoals.data.synthetic.seed_quotes`, not timed), with value, delta, gamma and theta
 (no vega):
 
-1. the default grid through :func:`shoals.price_book` (serial), warm median;
+1. the default grids (per instrument type, ``FiniteDifference.grid_for``) through :func:`shoals.price_book`
+   (serial), warm median;
 2. accuracy, "300 x 300-equivalent": each family's errors |V - V_ref| / max(|V_ref|, 0.01) against a
    reference at ``REFERENCE_GRID`` with twice the state nodes; the yardstick is the same engine at
    ``YARDSTICK_GRID`` (301 nodes x 300 steps); for each family the first grid of ``BOOK_LADDER`` whose
-   largest error is no larger than the yardstick's is chosen.  For context, the seed's own grid layout (300
+   largest error is no larger than the yardstick's is chosen, and the default grids' errors are printed
+   beside it.  For context, the seed's own grid layout (300
    nodes uniform in S on [1, 300], 300 steps) on 30 Europeans under the same local vol;
 3. the book at the chosen grids, each family in two chunks, serial and on ``--workers`` threads
    (:class:`shoals.execution.ThreadExecutor`), warm medians (goal <= 0.5 s);
@@ -242,9 +244,10 @@ def seed_book_section(repeats: int, baseline: Path | None, workers: int) -> dict
 
     default = FiniteDifference(vega=False)
     total_default = median_time(lambda: price_book(rows, default, market=snapshot, local_vol=grid), repeats)
-    print(f"[seed book] {len(rows)} trades under local vol (value, delta, gamma, theta), default grid "
-          f"{default.space_nodes} x {default.time_steps}, price_book serial: {total_default:.3f} s warm (median of "
-          f"{repeats})")
+    grids = ", ".join(f"{kind} {g.space_nodes} x {g.time_steps}" for kind, g in
+                      ((kind, default.grid_for(type(contract))) for kind, contract in families.items()))
+    print(f"[seed book] {len(rows)} trades under local vol (value, delta, gamma, theta), default grids ({grids}), "
+          f"price_book serial: {total_default:.3f} s warm (median of {repeats})")
 
     # Accuracy: against a converged reference; the yardstick is the 300 x 300 grid.
     print(f"[seed book] accuracy: |V - V_ref| / max(|V_ref|, 0.01), V_ref at {REFERENCE_GRID[0]} x "
@@ -262,7 +265,10 @@ def seed_book_section(repeats: int, baseline: Path | None, workers: int) -> dict
             if errors.max() <= yardstick.max():
                 break
         chosen[kind] = (space_time, errors)
+        own = _book_errors(default.price(contract, snapshot, local_vol=grid).value, reference)
         print(f"[seed book]   {kind:9s} 300 x 300: max {yardstick.max():.1e} p95 {np.quantile(yardstick, 0.95):.1e}; "
+              f"default grid: max {own.max():.1e} p95 {np.quantile(own, 0.95):.1e} "
+              f"({'' if own.max() <= yardstick.max() else 'NOT '}300 x 300-equivalent); "
               f"chosen {space_time[0]} x {space_time[1]}: max {errors.max():.1e} p95 {np.quantile(errors, 0.95):.1e}")
 
     # Timing at the chosen grids: each family cut in two chunks, largest first, on threads and serially.

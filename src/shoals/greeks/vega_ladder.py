@@ -90,6 +90,23 @@ def _bumped_vols(snapshot, local_vol: LocalVolGrid, shifts) -> np.ndarray:
     return np.asarray(local_vol_on(bump_pillars(snapshot, shifts), local_vol).vols)
 
 
+def unchanged_until(bumped_vols, local_vol: LocalVolGrid) -> np.ndarray:
+    """For each bumped grid of ``bumped_vols`` (K, nt, ns), the time up to which it equals the base grid
+    ``local_vol`` bit for bit: ``times[r - 1]`` with r its first differing time row (-inf when row 0 differs,
+    +inf when none does).
+
+    A pillar's bump moves the surface only on (T_{i-1}, T_{i+1}), so its local vol rows before T_{i-1} are
+    those of the base.  A PDE solve of trades of maturity <= this time reads only base rows (its steps'
+    mid-times t are below the maturity and sigma(t, .) is read from the two rows around t), so its value
+    under the bumped grid IS its base value, exactly: the ladder skips that solve (:func:`price_chunk
+    <shoals.risk.run.price_chunk>`)."""
+    times = np.asarray(local_vol.times, dtype=np.float64)
+    changed = np.any(np.asarray(bumped_vols) != np.asarray(local_vol.vols)[None], axis=2)      # (K, nt)
+    first = np.where(changed.any(axis=1), changed.argmax(axis=1), times.size)
+    padded = np.concatenate([[-np.inf], times, [np.inf]])
+    return np.where(first == times.size, np.inf, padded[first])
+
+
 def ladder_from_bumps(values, *, size: float = VOL_POINT) -> np.ndarray:
     """Per-trade ladder (T, P) per 1.00 of vol from values (T, 2P) under :func:`bumped_vol_grids`."""
     values = np.asarray(values, dtype=np.float64)
