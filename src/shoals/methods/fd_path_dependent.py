@@ -194,45 +194,51 @@ def _log_grid(market, maturities, method, centers, scale):
 def _asian_event(values, data, index, constants):
     """Jump condition V(t_k-, S, a) = V(t_k+, S, a + (s - a)/k) at fixing k of the trades fixing at this step;
     a (``state``, (trades, nodes)) is A or ln G, s (``spot_state``) the same function of the spot nodes.
-
-    ``data``: ``fixing`` (trades,) k (0: no fixing), ``movers`` (F,) the fixing trades first, then others,
-    ``size`` the index of the smallest of :func:`_mover_sizes` holding them (0: none fixes).  Only that
-    many trades are interpolated (trades fix on different steps: ~5 of the example's 26 per firing step)."""
+    ``data``: ``fixing`` (trades,) k (0: no fixing) and the ``movers`` / ``size`` of :func:`_jump_movers`."""
     state, spot_state = constants
     trades, per_trade = state.shape
+
+    def jump(kept, chosen):
+        fixing = data["fixing"][chosen]
+        own = state[chosen]
+        targets = own[:, :, None] + (spot_state[chosen][:, None, :] - own[:, :, None]) / jnp.maximum(
+            fixing, 1.0)[:, None, None]
+        return jnp.where(fixing[:, None, None] > 0.0, _lagrange(own, kept, targets), kept)
+
     surfaces = values.reshape(trades, per_trade, -1)
+    return _jump_movers(surfaces, data["movers"], data["size"], jump).reshape(values.shape)
 
-    def jump(size):
-        def apply(surfaces):
-            movers = data["movers"][:size]
-            fixing = data["fixing"][movers]
-            k = jnp.maximum(fixing, 1.0)[:, None, None]
-            own = state[movers]
-            targets = own[:, :, None] + (spot_state[movers][:, None, :] - own[:, :, None]) / k
-            kept = surfaces[movers]
-            moved = jnp.where(fixing[:, None, None] > 0.0, _lagrange(own, kept, targets), kept)
-            return surfaces.at[movers].set(moved, unique_indices=True)
-        return apply
 
-    branches = [lambda surfaces: surfaces] + [jump(size) for size in _mover_sizes(data["movers"].shape[0])]
-    return jax.lax.switch(data["size"], branches, surfaces).reshape(values.shape)
+def _jump_movers(surfaces, movers, size, jump):
+    """``surfaces`` (trades, ...) with ``jump(kept, chosen) -> new`` applied to the trades ``chosen``: the first
+    ``_mover_sizes(trades)[size - 1]`` of ``movers`` (``size`` 0: none).  Trades fix or reset on different
+    steps (~5 of the example's 26 Asians per firing step), so only the smallest batch holding the trades
+    that jump is interpolated (a switch over batch sizes); ``jump`` must leave the padding trades (those
+    not jumping) as they are."""
+    def apply(count):
+        def run(surfaces):
+            chosen = movers[:count]
+            return surfaces.at[chosen].set(jump(surfaces[chosen], chosen), unique_indices=True)
+        return run
+
+    branches = [lambda surfaces: surfaces] + [apply(count) for count in _mover_sizes(movers.shape[0])]
+    return jax.lax.switch(size, branches, surfaces)
 
 
 def _mover_sizes(trades: int) -> list[int]:
-    """Batch sizes of the Asian jump: powers of two below ``trades``, then ``trades``."""
+    """Batch sizes of :func:`_jump_movers`: powers of two below ``trades``, then ``trades``."""
     return [2 ** p for p in range(max(trades - 1, 0).bit_length()) if 2 ** p < trades] + [trades]
 
 
-def _asian_movers(fixing):
-    """Per step (``fixing`` (steps, trades), k or 0): ``movers`` (steps, trades) the fixing trades first (in
-    trade order) then the others, and ``size`` (steps,) the branch of :func:`_asian_event` (0: none fixes,
-    i: the i-th of :func:`_mover_sizes`)."""
-    fixes = fixing > 0.0
-    movers = np.argsort(~fixes, axis=1, kind="stable").astype(np.int32)
-    sizes = np.asarray(_mover_sizes(fixing.shape[1]))
-    count = fixes.sum(axis=1)
+def _movers(active):
+    """Per step (``active`` (steps, trades): the trade jumps at the step's end): ``movers`` (steps, trades)
+    the jumping trades first (in trade order) then the others, and ``size`` (steps,) the branch of
+    :func:`_jump_movers` (0: none jumps, i: the i-th of :func:`_mover_sizes`)."""
+    movers = np.argsort(~active, axis=1, kind="stable").astype(np.int32)
+    sizes = np.asarray(_mover_sizes(active.shape[1]))
+    count = active.sum(axis=1)
     size = np.where(count > 0, np.searchsorted(sizes, count) + 1, 0).astype(np.int32)
-    return movers, size
+    return jnp.asarray(movers), jnp.asarray(size)
 
 
 def _asian_solve(table, a, options, checkpoint):
@@ -292,10 +298,10 @@ def plan_asian(contract: Asian, market, method, *, state_nodes: int | None = Non
     rows = replicate(market, per_trade)
     steps, event_index = _row_steps(rows, maturity, events, method, per_trade, smooth_events=True)
     fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)[:, ::per_trade]
-    movers, size = _asian_movers(fixing)
+    movers, size = _movers(fixing > 0.0)
     arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(np.repeat(x, per_trade, axis=0)),
                  "steps": steps, "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
-                 "fixing": {"fixing": jnp.asarray(fixing), "movers": jnp.asarray(movers), "size": jnp.asarray(size)},
+                 "fixing": {"fixing": jnp.asarray(fixing), "movers": movers, "size": size},
                  "state": jnp.asarray(state), "spot_state": jnp.asarray(spot_state)}
     return PdePlan(solve=_asian_solve, options=(), arguments=arguments, table=as_table(market.vol),
                    x=jnp.asarray(x), market=market, combine=identity_combine(batch),
@@ -429,20 +435,20 @@ def plan_lookback(contract: Lookback, market, method, *, state_nodes: int | None
 
 def _cliquet_event(values, data, index, constants):
     """Jump at a reset: V(t_i-, S, R) = pi_i c(S/R) + V(t_i+, S, S), the diagonal V(t_i+, R', R') being the
-    xi = 0 node of each member, interpolated in ln R at ln S = ln R + xi."""
-    flag, pay = data
+    xi = 0 node of each member, interpolated in ln R at ln S = ln R + xi; for the trades resetting at this
+    step (``data``: ``flag`` and ``pay`` pi_i (trades,), the ``movers`` / ``size`` of :func:`_jump_movers`)."""
     level, xi, coupon, origin = constants
     trades, per_trade = level.shape
 
-    def jump(values):
-        surface = values.reshape(trades, per_trade, -1)
-        diagonal = jnp.take_along_axis(surface, origin[:, None, None], axis=2)
-        targets = (level[:, :, None] + xi[:, None, :]).reshape(trades, -1, 1)
-        continuation = _lagrange(level, diagonal, targets).reshape(values.shape)
-        moved = pay[:, None] * jnp.repeat(coupon, per_trade, axis=0) + continuation
-        return jnp.where(flag[:, None] > 0.0, moved, values)
+    def jump(kept, chosen):
+        diagonal = jnp.take_along_axis(kept, origin[chosen][:, None, None], axis=2)
+        targets = (level[chosen][:, :, None] + xi[chosen][:, None, :]).reshape(chosen.shape[0], -1, 1)
+        continuation = _lagrange(level[chosen], diagonal, targets).reshape(kept.shape)
+        moved = data["pay"][chosen][:, None, None] * coupon[chosen][:, None, :] + continuation
+        return jnp.where(data["flag"][chosen][:, None, None] > 0.0, moved, kept)
 
-    return jax.lax.cond(jnp.any(flag > 0.0), jump, lambda v: v, values)
+    surfaces = values.reshape(trades, per_trade, -1)
+    return _jump_movers(surfaces, data["movers"], data["size"], jump).reshape(values.shape)
 
 
 def _cliquet_solve(table, a, options, checkpoint):
@@ -452,7 +458,7 @@ def _cliquet_solve(table, a, options, checkpoint):
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
     values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
                             lower_dirichlet=no, upper_dirichlet=no, event=_cliquet_event,
-                            event_data=(a["flag"], a["pay"]),
+                            event_data=a["reset"],
                             event_constants=(a["level"], a["xi"], a["coupon"], a["origin"]), checkpoint=checkpoint)
     trades, per_trade = a["level"].shape
     family = values.reshape(trades, per_trade, -1)
@@ -489,7 +495,9 @@ def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None =
     moneyness = _field(contract, "moneyness", batch)
     floor, cap = _field(contract, "local_floor", batch), _field(contract, "local_cap", batch)
     per_period = _field(contract, "pay_per_period", batch, bool)
-    if np.any(np.isfinite(_field(contract, "global_floor", batch)) | np.isfinite(_field(contract, "global_cap", batch))):
+    global_terms = (np.isfinite(_field(contract, "global_floor", batch))
+                    | np.isfinite(_field(contract, "global_cap", batch)))
+    if np.any(global_terms):
         raise UnsupportedError("finite-difference does not price cliquets with a global floor or cap (the "
                                "periods couple through the running sum); price them with MonteCarlo")
     period = maturity / resets
@@ -511,13 +519,17 @@ def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None =
 
     events = [np.arange(1, n) * t / n for t, n in zip(maturity, resets)]
     rows = replicate(market, per_trade)
-    steps, event_index = _row_steps(rows, maturity, events, method, per_trade, period_steps=PERIOD_STEPS)
+    period_steps = PERIOD_STEPS if method.period_steps is None else int(method.period_steps)
+    steps, event_index = _row_steps(rows, maturity, events, method, per_trade, period_steps=period_steps)
+    flag = (event_index >= 0).astype(np.float64)
+    movers, size = _movers(flag[:, ::per_trade] > 0.0)
     reset_times = (event_index + 1.0) * np.repeat(period, per_trade)
     pay = np.where(np.repeat(per_period, per_trade), 1.0,
                    np.repeat(market.discount(maturity), per_trade) / rows.discount(reset_times))
     arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(x_rows), "steps": steps,
                  "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
-                 "flag": jnp.asarray((event_index >= 0).astype(np.float64)), "pay": jnp.asarray(pay),
+                 "reset": {"flag": jnp.asarray(flag[:, ::per_trade]), "pay": jnp.asarray(pay[:, ::per_trade]),
+                           "movers": movers, "size": size},
                  "level": jnp.asarray(level), "xi": jnp.asarray(xi), "coupon": jnp.asarray(coupon),
                  "origin": jnp.asarray(origin), "first": jnp.asarray(first)}
     plan = PdePlan(solve=_cliquet_solve, options=("first",), arguments=arguments, table=as_table(market.vol),

@@ -200,6 +200,8 @@ class FiniteDifference:
         knock-in solved with the vanilla's value on the barrier as boundary value, vanilla alongside).
     state_nodes: nodes of the extra state of path-dependent contracts (running average, running extreme,
         last reset level); ``None`` takes each type's default (``fd_path_dependent.STATE_NODES``).
+    period_steps: at least this many time steps per cliquet reset period; ``None`` takes
+        ``fd_path_dependent.PERIOD_STEPS`` (6).
 
     ``price(instrument, market, *, local_vol=None)``: ``market`` a :class:`FlatMarket` (per-trade fields)
     or a :class:`MarketSnapshot` (Dupire local vol, built once per call unless ``local_vol`` is given).
@@ -216,11 +218,12 @@ class FiniteDifference:
     concentration: float = 0.1
     knock_in: str = "parity"
     state_nodes: int | None = None
+    period_steps: int | None = None
 
     name = "finite-difference"
 
     def __post_init__(self):
-        for field_name, minimum in (("space_nodes", 8), ("time_steps", 2), ("rannacher", 0)):
+        for field_name, minimum in (("space_nodes", 8), ("time_steps", 2), ("rannacher", 0), ("period_steps", 1)):
             value = getattr(self, field_name)
             if value is None and field_name != "rannacher":
                 continue
