@@ -103,8 +103,6 @@ def test_banded_run_gives_the_numbers_of_the_unbanded_run(tmp_path, monkeypatch)
     lines = [f"b{i},barrier,{kind},{strike},{maturity},1,{notional},80,down-and-out,,"
              for i, (kind, strike, maturity, notional) in enumerate(
                  [("call", 100, 0.3, 10), ("put", 95, 0.6, 5), ("call", 105, 1.2, 3), ("put", 100, 2.0, 2)])]
-    lines += [f"a{i},asian,call,100,{maturity},-1,4,,,arithmetic,{fixings}"
-              for i, (maturity, fixings) in enumerate([(0.4, 4), (1.8, 12)])]
     book = tmp_path / "book.csv"
     book.write_text(header + "\n" + "\n".join(lines) + "\n")
     snapshot = skewed_snapshot()
