@@ -411,8 +411,11 @@ def time_steps(maturities, n_steps: int, events=(), rannacher: int = 2):
     return start, dt, theta, event_index
 
 
+@jax.jit
 def value_and_derivatives(x, values, x0):
     """V, dV/dx, d2V/dx2 at ``x0`` (batch,) by the cubic through the 4 nodes around it (non-uniform grid).
+    Compiled: run op by op it was ~50 small programs per call, each compiled anew per shape on a cold start
+    (~24 s of a cold ``shoals run``).
 
     Returns three (batch,) arrays; delta = V_x / S, gamma = (V_xx - V_x) / S^2 for x = ln S.
     """
