@@ -223,11 +223,12 @@ class FiniteDifference:
     name = "finite-difference"
 
     def __post_init__(self):
-        for field_name, minimum in (("space_nodes", 8), ("time_steps", 2), ("rannacher", 0), ("period_steps", 1)):
+        checks = (("space_nodes", 8, True), ("time_steps", 2, True), ("rannacher", 0, False), ("period_steps", 1, True))
+        for field_name, minimum, optional in checks:
             value = getattr(self, field_name)
-            if value is None and field_name != "rannacher":
+            if value is None and optional:
                 continue
-            if int(value) != value or value < minimum:
+            if value is None or int(value) != value or value < minimum:
                 raise InputError(f"must be an integer >= {minimum}, got {value!r}", field=field_name,
                                  value=value)
         if self.knock_in not in ("parity", "direct"):

@@ -41,6 +41,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,11 @@ class SharedMarket:
     method: object
     aad: bool
 
+    @cached_property
+    def bump_reach(self) -> np.ndarray:
+        """Per bumped grid, the time up to which it equals the base (:func:`unchanged_until`), computed once."""
+        return unchanged_until(self.bumped_vols, self.local_vol)
+
 
 @dataclass(frozen=True)
 class ChunkResult:
@@ -154,8 +160,7 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
             fd = finite_difference_of(shared.method)
             plan, _ = fd.plan(contract, shared.snapshot, local_vol=shared.local_vol)
             # A bump that leaves every vol row these trades' solves read unchanged leaves their values unchanged.
-            horizon = max(float(np.max(rows[i].contract.maturity)) for i in members)
-            moves = unchanged_until(shared.bumped_vols, shared.local_vol) < horizon
+            moves = shared.bump_reach < max(_maturity(rows[i]) for i in members)
             base = frame["price"].to_numpy(dtype=np.float64)[members]
             bump_values[members] = np.stack([np.asarray(plan.values(v)) if move else base
                                              for v, move in zip(shared.bumped_vols, moves)], axis=1)
