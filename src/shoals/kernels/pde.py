@@ -167,7 +167,7 @@ def geometry(x) -> Geometry:
                     u_a=a_up - b_up, u_mu=b_up, low=_linear_weights(x, 0), high=_linear_weights(x, -1))
 
 
-def _thomas_rows(lower, diag, upper, rhs):
+def _thomas_sweep(lower, diag, upper, rhs):
     """Thomas sweep over the leading axis of (m, batch) arrays (``lower[0]``, ``upper[-1]`` ignored)."""
     def forward(carry, row):
         c_prev, y_prev = carry
@@ -187,6 +187,43 @@ def _thomas_rows(lower, diag, upper, rhs):
 
     _, solution = jax.lax.scan(backward, zeros, (c, y), reverse=True)
     return solution
+
+
+@jax.custom_vjp
+def _thomas_rows(lower, diag, upper, rhs):
+    """x = A^{-1} rhs for the tridiagonal A of sub-, main and super-diagonals ``lower``, ``diag``, ``upper``
+    (each (m, batch); ``lower[0]``, ``upper[-1]`` ignored), by :func:`_thomas_sweep`.
+
+    Reverse mode by the adjoint of a linear solve (Giles, "Collected matrix derivative results for forward
+    and reverse mode algorithmic differentiation", 2008): rhs_bar = A^{-T} x_bar, one more sweep on the
+    transposed system (sub-diagonal u_{i-1}, super-diagonal l_{i+1}), and A_bar = -rhs_bar x^T on the three
+    diagonals: l_bar_i = -rhs_bar_i x_{i-1}, d_bar_i = -rhs_bar_i x_i, u_bar_i = -rhs_bar_i x_{i+1}.  JAX's own
+    reverse mode of the two scans stores and replays every sweep intermediate instead.  Measured (one run,
+    2 cores), a checkpointed solve's value and gradient: 650 x 301 x 155 steps 2.36 -> 1.81 s, 735 x 121 x 420
+    2.68 -> 1.48 s; the example book's families (AAD of price_book's plans): barrier 0.75 -> 0.50 s, lookback
+    2.36 -> 2.12 s, cliquet 2.53 -> 2.34 s; gradients equal to ~1e-12 relative
+    (tests/unit/test_pde_kernel.py).
+    """
+    return _thomas_sweep(lower, diag, upper, rhs)
+
+
+def _thomas_forward(lower, diag, upper, rhs):
+    solution = _thomas_sweep(lower, diag, upper, rhs)
+    return solution, (lower, diag, upper, solution)
+
+
+def _thomas_backward(residuals, solution_bar):
+    lower, diag, upper, solution = residuals
+    zero = jnp.zeros_like(solution[:1])
+    transposed_lower = jnp.concatenate([zero, upper[:-1]], axis=0)
+    transposed_upper = jnp.concatenate([lower[1:], zero], axis=0)
+    rhs_bar = _thomas_sweep(transposed_lower, diag, transposed_upper, solution_bar)
+    previous = jnp.concatenate([zero, solution[:-1]], axis=0)          # x_{i-1}; 0 where lower is ignored
+    following = jnp.concatenate([solution[1:], zero], axis=0)          # x_{i+1}; 0 where upper is ignored
+    return -rhs_bar * previous, -rhs_bar * solution, -rhs_bar * following, rhs_bar
+
+
+_thomas_rows.defvjp(_thomas_forward, _thomas_backward)
 
 
 def _linear_weights(x, end):

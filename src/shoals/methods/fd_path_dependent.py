@@ -159,9 +159,14 @@ def _lagrange(nodes, values, targets):
     n = nodes.shape[1]
     batch, k, c = targets.shape
     flat = targets.reshape(batch, k * c)
-    # Nodes <= target by comparing with all of them: a family's few state nodes make this cheaper than a
-    # vectorised binary search (0.85 against 2.0 ms on the example's Asian family).
-    cell = jnp.sum(nodes[:, None, :] <= flat[:, :, None], axis=-1).reshape(batch, k, c)
+    # Nodes <= target by comparing with all of them, one node at a time over every target: a family's few
+    # state nodes make this cheaper than a vectorised binary search, and the loop over nodes keeps each
+    # pass a contiguous elementwise sweep (the example's Asian jump, 10 trades x 41 x 161 targets over 41
+    # nodes: 0.19-0.40 ms, against 1.5-2.1 ms for one reduction over a trailing node axis).
+    count = jnp.zeros(flat.shape, dtype=jnp.int32)
+    for node in range(n):
+        count = count + (nodes[:, node, None] <= flat).astype(jnp.int32)
+    cell = count.reshape(batch, k, c)
     first = jnp.clip(cell - 2, 0, n - 4)
     take = (lambda a, i: jnp.take_along_axis(a, i, axis=1))
     xs = [take(nodes[:, :, None], first + m) for m in range(4)]
