@@ -40,7 +40,7 @@ from support import SKEWED_EXPIRIES, skewed_snapshot
 
 import shoals  # noqa: F401  (float64)
 import shoals.risk.run as run_module
-from shoals.execution import ProcessExecutor, ThreadExecutor
+from shoals.execution import ProcessExecutor, SerialExecutor, ThreadExecutor
 from shoals.greeks.vega_ladder import VOL_POINT, parallel_vol_grids
 from shoals.instruments import Asian, Barrier, Cliquet, European, Lookback
 from shoals.io.book import read_book
@@ -265,7 +265,7 @@ def test_broken_rows_fail_alone(broken_run, book_run):
 def test_processes_and_threads_give_exactly_the_serial_numbers(snapshot, folder, book_run, parallel_executor):
     book = write_book(folder, ["dao", "eu"], "two_types.csv")
     assert len(book_chunks(read_book(book))) == 2
-    serial = run_book(market=snapshot, book=book)
+    serial = run_book(market=snapshot, book=book, executor=SerialExecutor())
     with parallel_executor(workers=2) as pool:
         parallel = run_book(market=snapshot, book=book, executor=pool)
     assert parallel.summary["executor"] != serial.summary["executor"]

@@ -76,6 +76,23 @@ def test_threads_run_closures_on_the_callers_shared_object():
     np.testing.assert_array_equal(results[3][1], 3.0 * np.arange(4.0))
 
 
+def test_threads_keep_the_results_of_running_tasks_when_interrupted():
+    """An interrupt (KeyboardInterrupt) stops the map as is, not as a TaskError; the tasks already running,
+    which threads cannot stop, still reach on_result (a checkpoint keeps them): no finished work is lost."""
+    started, kept = [], {}
+
+    def task(index, _):
+        started.append(index)
+        if index == 0:
+            raise KeyboardInterrupt
+        time.sleep(0.3)
+        return 10 * index
+
+    with ThreadExecutor(2) as threads, pytest.raises(KeyboardInterrupt):
+        threads.map(task, [0, 1, 2], on_result=kept.__setitem__)
+    assert 1 in started and kept == {index: 10 * index for index in started if index != 0}
+
+
 def test_serial_and_processes_give_identical_results(processes):
     rng = np.random.default_rng(7)
     shared = {"matrix": rng.standard_normal((300, 200)), "offsets": rng.standard_normal(300)}

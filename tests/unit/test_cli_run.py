@@ -154,7 +154,8 @@ def test_ctrl_c_leaves_whole_checkpoints_and_resume_prices_only_the_rest(folder,
     import shoals.risk.run as run_module
 
     book = write(folder, [EUROPEAN, BARRIER], "resume.csv")  # two chunks (one type each)
-    arguments = ["run", "--market", str(market), "--book", str(book), "--no-vega"]
+    # serial: the chunks run one after the other, so the interrupt comes after exactly one whole chunk
+    arguments = ["run", "--market", str(market), "--book", str(book), "--no-vega", "--executor", "serial"]
     whole = folder / "whole"
     assert runner.invoke(app, [*arguments, "--out", str(whole)]).exit_code == 0
     price_chunk, calls = run_module.price_chunk, []

