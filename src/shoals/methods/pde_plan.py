@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._exported import cached_call
 from shoals.kernels.pde import VolTable, value_and_derivatives
 
 
@@ -93,6 +94,11 @@ class PdePlan:
             raise ValueError(f"vols of shape {vols.shape} do not match the plan's table {self.table.vols.shape}")
         return self.table._replace(vols=vols)
 
+    def _rows(self, vols=None) -> jax.Array:
+        """The readout rows of the solve under ``vols`` (a compiled program kept on disk with the compilation
+        cache: :func:`shoals._exported.cached_call`)."""
+        return cached_call(_readout, (self.solve, self.options), (self.arguments, self._table(vols)))
+
     def _log_spot(self):
         return jnp.log(jnp.asarray(self.market.spot, dtype=jnp.float64))
 
@@ -100,7 +106,7 @@ class PdePlan:
         """Trade values (T,) on the plan's grids under ``vols`` (the shape of ``table.vols``; default the
         plan's own table): the readout rows of the same compiled solve as :meth:`greeks`, interpolated at
         the spot and combined."""
-        rows = _readout(self.solve, self.options, self.arguments, self._table(vols))
+        rows = self._rows(vols)
         return _trade_values(rows, jnp.asarray(self.x), self._log_spot(), self.combine)
 
     def values_at(self, spots, vols=None) -> np.ndarray:
@@ -116,7 +122,7 @@ class PdePlan:
         combine = np.asarray(plan.combine)
         trade_of_row = np.argmax(np.abs(combine), axis=0)
         log_spots = np.log(np.asarray(spots, dtype=np.float64))[trade_of_row]            # (R, K)
-        rows = _readout(plan.solve, plan.options, plan.arguments, plan._table(vols))
+        rows = plan._rows(vols)
         x = np.asarray(plan.x)
         values = np.stack([np.asarray(value_and_derivatives(jnp.asarray(x), rows, jnp.asarray(column))[0])
                            for column in log_spots.T], axis=1)                             # (R, K)
@@ -128,13 +134,14 @@ class PdePlan:
         time loop, steps rematerialised).  Returns ``(value, gradient)``, the gradient of the shape of
         ``table.vols``."""
         weights = jnp.asarray(weights, dtype=jnp.float64)
-        return _weighted_value_and_gradient(self.solve, self.options, self.arguments, self._table(vols),
-                                            jnp.asarray(self.x), self._log_spot(), self.combine, weights)
+        return cached_call(_weighted_value_and_gradient, (self.solve, self.options),
+                           (self.arguments, self._table(vols), jnp.asarray(self.x), self._log_spot(), self.combine,
+                            weights))
 
     def greeks(self) -> dict:
         """Value, delta, gamma, theta per trade (NumPy) at the plan's own table: the readout rows'
         :meth:`PdeMarket.spot_greeks` combined linearly; ``diagnostics`` adds ``row_value`` (R,)."""
-        rows = _readout(self.solve, self.options, self.arguments, self.table)
+        rows = self._rows()
         per_row = self.market.spot_greeks(np.asarray(self.x), rows)
         combine = np.asarray(self.combine)
         result = {name: combine @ per_row[name] for name in ("value", "delta", "gamma", "theta")}
