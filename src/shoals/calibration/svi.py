@@ -84,6 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._exported import cached_call
 from shoals.errors import InputError
 from shoals.kernels.svi import butterfly_density, svi_derivatives, svi_total_variance
 from shoals.market.quotes import SmileData
@@ -630,12 +631,13 @@ def fit_svi(smiles: SmileData, *, weighting: str = "vega", max_iterations: int =
     mask = pad(smiles.mask, False, bool)
     expiry = np.ones(rows)
     expiry[:n_slices] = np.asarray(smiles.expiries, dtype=np.float64)
-    out = _fit_arrays(pad(np.where(smiles.mask, smiles.log_moneyness, 0.0), 0.0),
-                      pad(np.where(smiles.mask, smiles.mid_vol, 0.2), 0.2),
-                      pad(smiles.bid_vol, np.nan), pad(smiles.ask_vol, np.nan), pad(smiles.vega, 0.0), mask,
-                      expiry, weighting=weighting, max_iterations=int(max_iterations),
-                      tolerance=jnp.float64(tolerance), vol_tolerance=jnp.float64(vol_tolerance),
-                      butterfly_width=jnp.float64(butterfly_width))
+    out = cached_call(_fit_arrays, (), (pad(np.where(smiles.mask, smiles.log_moneyness, 0.0), 0.0),
+                                        pad(np.where(smiles.mask, smiles.mid_vol, 0.2), 0.2),
+                                        pad(smiles.bid_vol, np.nan), pad(smiles.ask_vol, np.nan),
+                                        pad(smiles.vega, 0.0), mask, expiry),
+                      {"weighting": weighting, "max_iterations": int(max_iterations),
+                       "tolerance": jnp.float64(tolerance), "vol_tolerance": jnp.float64(vol_tolerance),
+                       "butterfly_width": jnp.float64(butterfly_width)})
     out = {name: np.asarray(value)[:n_slices] for name, value in out.items()}
     params = SVIParams(*(jnp.asarray(out[name]) for name in ("a", "b", "rho", "m", "sigma")))
     return SVIFit(params=params, expiries=np.asarray(smiles.expiries, dtype=np.float64),

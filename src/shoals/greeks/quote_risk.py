@@ -66,6 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from shoals._exported import cached_call
 from shoals.calibration.svi import (
     _CHECK_FAR,
     _CHECK_LOCAL,
@@ -216,12 +217,12 @@ def fit_parameter_jacobian(smiles: SmileData, fit: SVIFit, *, weighting: str | N
                          "the fit was made on", field="fit", value=fit.n_slices)
     params = np.asarray(fit.params.stacked(), dtype=np.float64).reshape(n_slices, 5)
     x = unconstrained_from_raw(*(jnp.asarray(params[:, i]) for i in range(5)), slope_floor=WING_SLOPE_FLOOR * (1.0 + 1e-9))
-    jac, eigenvalues, newton, min_g = _ift_arrays(
+    jac, eigenvalues, newton, min_g = cached_call(_ift_arrays, (), (
         x, jnp.asarray(smiles.log_moneyness, dtype=jnp.float64), jnp.asarray(smiles.mid_vol, dtype=jnp.float64),
         jnp.asarray(smiles.bid_vol, dtype=jnp.float64), jnp.asarray(smiles.ask_vol, dtype=jnp.float64),
         jnp.asarray(smiles.vega, dtype=jnp.float64), jnp.asarray(mask),
         jnp.asarray(smiles.expiries, dtype=jnp.float64), jnp.asarray(fit.half_widths, dtype=jnp.float64),
-        jnp.float64(ridge), weighting=weighting)
+        jnp.float64(ridge)), {"weighting": weighting})
     eigenvalues = np.asarray(eigenvalues)
     low, high = eigenvalues[:, 0], np.max(np.abs(eigenvalues), axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
