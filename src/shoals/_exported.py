@@ -73,9 +73,9 @@ def cached_call(function, static: tuple, arguments: tuple, keywords: dict | None
     ``keywords`` are part of the key and fixed in the exported program (options, tolerances)."""
     keywords = keywords or {}
     folder = export_folder()
-    if folder is None:
-        return function(*static, *arguments, **keywords)
     leaves, tree = jax.tree_util.tree_flatten(arguments)
+    if folder is None or any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        return function(*static, *arguments, **keywords)  # off, or inside a transformation (an export has no AD)
     leaves = [jnp.asarray(leaf) for leaf in leaves]
     key = program_key(function, static, tree, leaves, keywords)
     program = _PROGRAMS.get(key)

@@ -78,3 +78,11 @@ def test_the_key_follows_shapes_static_options_and_sources(plan):
     shorter = [leaf[..., :1] if np.ndim(leaf) else leaf for leaf in leaves]
     assert key != exported.program_key(plan.solve, (plan.options,), tree, shorter)
     assert len(exported.source_digest()) == 64
+
+
+def test_calls_inside_a_transformation_are_traced_as_usual(plan, kept):
+    """jax.grad through PdePlan.values: the kept program (an export has no derivative) is not used there."""
+    weights = np.array([1.0, -2.0])
+    gradient = jax.grad(lambda vols: weights @ plan.values(vols))(plan.table.vols)
+    np.testing.assert_allclose(np.asarray(gradient), np.asarray(plan.value_and_gradient(weights)[1]),
+                               rtol=1e-9, atol=1e-12)
