@@ -11,13 +11,13 @@ import pytest
 from support import skewed_snapshot
 
 import shoals._exported as exported
-from shoals.instruments import Asian
+from shoals.instruments import European
 from shoals.market.local_vol import build_local_vol
 from shoals.methods import FiniteDifference
 
 LEAN = FiniteDifference(space_nodes=61, time_steps=30, vega=False)
-CONTRACT = Asian(strike=np.array([95.0, 105.0]), maturity=np.array([0.6, 0.9]), fixings=np.array([4, 6]),
-                 is_call=np.array([True, False]))
+CONTRACT = European(strike=np.array([95.0, 105.0]), maturity=np.array([0.6, 0.9]),
+                    is_call=np.array([True, False]))
 
 
 @pytest.fixture(scope="module")
