@@ -283,8 +283,8 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
     chunks counted), tests/unit/test_cli_run.py.
     """
     timings: dict[str, float] = {}
-    default_threads = ThreadExecutor() if executor is None else None
-    executor = executor if default_threads is None else default_threads
+    own_threads = executor is None
+    executor = ThreadExecutor() if own_threads else executor
     base_method = pricing_method(method, seed=seed, paths=paths)
     store = None
     if checkpoint is not None:
@@ -319,8 +319,8 @@ def run_book(*, quotes=None, market=None, book=None, spot: float | None = None, 
             results, reused = checkpointed_map(executor, price_chunk, tasks, keys=[chunk_key(t) for t in tasks],
                                                checkpoint=store, shared=shared, order=order, progress=report)
     finally:
-        if default_threads is not None:
-            default_threads.close()
+        if own_threads:
+            executor.close()
     timings["pricing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
