@@ -12,7 +12,8 @@ arguments, the tree, shapes and dtypes of its array arguments, the JAX version, 
 and a digest of Shoals' own source files.  A later process deserialises the artefact in milliseconds
 instead of tracing.  An exported program is the StableHLO that ``jax.jit`` lowers, so results are bitwise
 equal (tests/unit/test_exported.py).  Without a cache directory (library use, tests) it is the plain
-jitted call.  Files that do not load (truncated, other versions) are exported again.
+jitted call.  Files that do not load (truncated, other versions) are exported again; a folder that cannot
+be written only costs the saving.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def _load_or_export(path: Path, function, static, tree, leaves, keywords):
 
         exported = jax.export.export(jax.jit(flat))(*(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
                                                       for leaf in leaves))
-        _write_atomically(path, exported.serialize())
+        try:
+            _write_atomically(path, exported.serialize())
+        except OSError:  # a read-only or full cache folder: keep the program for this process only
+            pass
     return jax.jit(exported.call)
 
 

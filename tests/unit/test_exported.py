@@ -70,6 +70,20 @@ def test_a_damaged_file_is_exported_again(plan, kept, monkeypatch):
     assert path.stat().st_size > 100 and not list(kept.glob(".tmp-*"))
 
 
+def test_a_folder_that_cannot_be_written_only_costs_the_saving(plan, kept, monkeypatch):
+    reference = np.asarray(plan.values())
+    monkeypatch.setattr(exported, "_PROGRAMS", {})
+    for path in kept.glob("*.jaxexport"):
+        path.unlink()
+
+    def refuse(path, data):
+        raise PermissionError(f"read-only: {path}")
+
+    monkeypatch.setattr(exported, "_write_atomically", refuse)
+    np.testing.assert_array_equal(np.asarray(plan.values()), reference)
+    assert not list(kept.glob("*.jaxexport"))
+
+
 def test_the_key_follows_shapes_static_options_and_sources(plan):
     leaves, tree = jax.tree_util.tree_flatten((plan.arguments, plan.table))
     key = exported.program_key(plan.solve, (plan.options,), tree, leaves)
