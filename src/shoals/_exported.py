@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+
+from shoals._files import write_atomically
 
 #: Subfolder of the compilation cache directory holding the exported programs.
 FOLDER = "shoals-exported"
@@ -98,19 +98,8 @@ def _load_or_export(path: Path, function, static, tree, leaves, keywords):
         exported = jax.export.export(jax.jit(flat))(*(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
                                                       for leaf in leaves))
         try:
-            _write_atomically(path, exported.serialize())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, bytes(exported.serialize()))
         except OSError:  # a read-only or full cache folder: keep the program for this process only
             pass
     return jax.jit(exported.call)
-
-
-def _write_atomically(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

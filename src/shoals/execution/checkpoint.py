@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shoals._files import write_atomically
 from shoals.errors import InputError
 from shoals.execution.executors import Executor, _start_order
 
@@ -47,15 +47,6 @@ def object_digest(value) -> str:
     return hashlib.sha256(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """An open checkpoint folder (see :func:`open_checkpoint`)."""
@@ -68,7 +59,7 @@ class Checkpoint:
 
     def save(self, index: int, key: str, result: Any) -> None:
         """Store the ``result`` of task ``index`` (identified by ``key``), atomically."""
-        _write_atomically(self._path(index), pickle.dumps((key, result), protocol=pickle.HIGHEST_PROTOCOL))
+        write_atomically(self._path(index), pickle.dumps((key, result), protocol=pickle.HIGHEST_PROTOCOL))
 
     def load(self, keys: Sequence[str]) -> dict[int, Any]:
         """The stored results by task index, for the tasks whose stored key equals ``keys[index]``; files
@@ -119,7 +110,7 @@ def open_checkpoint(folder, *, inputs: dict, resume: bool = False) -> Checkpoint
     for path in folder.iterdir():
         if _TASK_FILE.fullmatch(path.name) or (path.name.startswith(".task-") and path.name.endswith(".tmp")):
             path.unlink()
-    _write_atomically(manifest, json.dumps({"format": FORMAT, "inputs": inputs}, indent=1).encode())
+    write_atomically(manifest, json.dumps({"format": FORMAT, "inputs": inputs}, indent=1).encode())
     return Checkpoint(folder=folder, inputs=inputs)
 
 
