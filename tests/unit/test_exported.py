@@ -86,11 +86,11 @@ def test_a_folder_that_cannot_be_written_only_costs_the_saving(plan, kept, monke
 
 def test_the_key_follows_shapes_static_options_and_sources(plan):
     leaves, tree = jax.tree_util.tree_flatten((plan.arguments, plan.table))
-    key = exported.program_key(plan.solve, (plan.options,), tree, leaves)
-    assert key == exported.program_key(plan.solve, (plan.options,), tree, leaves)
-    assert key != exported.program_key(plan.solve, (("other",),), tree, leaves)
+    key = exported.program_key(plan.march, (plan.options,), tree, leaves)
+    assert key == exported.program_key(plan.march, (plan.options,), tree, leaves)
+    assert key != exported.program_key(plan.march, (("other",),), tree, leaves)
     shorter = [leaf[..., :1] if np.ndim(leaf) else leaf for leaf in leaves]
-    assert key != exported.program_key(plan.solve, (plan.options,), tree, shorter)
+    assert key != exported.program_key(plan.march, (plan.options,), tree, shorter)
     assert len(exported.source_digest()) == 64
 
 

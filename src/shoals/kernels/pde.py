@@ -329,10 +329,34 @@ def time_groups(start, dt):
     return group.reshape(-1).astype(np.int32), leader.astype(np.int32)
 
 
+class Levels(NamedTuple):
+    """Time levels of a solve to capture and to perturb.  Level k is V before step k (level 0 the terminal
+    values, level ``steps`` the result).
+
+    ``slots`` (steps + 1,) int32: the slot of each level, C (the last slot) for the levels not chosen;
+    ``inject`` (C + 1, batch, n): added to V at each level (slot C: zeros); the gradient of a function of the
+    result with respect to ``inject[s]`` is the adjoint state at the level of slot s.  ``captured`` (C + 1, batch,
+    n): a buffer that receives V (after the injection) at each chosen level.  Either may be None."""
+
+    slots: jax.Array
+    inject: jax.Array | None = None
+    captured: jax.Array | None = None
+
+
+class Window(NamedTuple):
+    """Steps ``first`` <= k < ``stop`` (dynamic ints) of a solve, from ``initial`` V (batch, n) at level
+    ``first``: one compiled program for every window of the same batch."""
+
+    initial: jax.Array
+    first: jax.Array
+    stop: jax.Array
+
+
 @partial(jax.jit, static_argnames=("event", "boundary", "checkpoint", "vol_repeat"))
 def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet, upper_dirichlet,
                    event=None, event_data=None, checkpoint=False, lower_node=None, upper_node=None,
-                   event_constants=None, boundary=None, vol_repeat: int = 1):
+                   event_constants=None, boundary=None, vol_repeat: int = 1, levels: Levels | None = None,
+                   window: Window | None = None):
     """Step ``terminal`` values (batch, n) on grids ``x`` (batch, n) back through ``steps``; returns V at
     the end of the last step (t = 0 for grids built by :func:`time_steps`).
 
@@ -350,6 +374,13 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     their vol table (the members of one trade's family), so sigma is read once per group and broadcast: the
     table reads fall by that factor.  Rows that only share step times (``steps.group``) share the time
     interpolation of a shared table.
+
+    ``levels`` (:class:`Levels`): perturb and capture V at chosen time levels; the result is then
+    ``(values, captured)``.  ``window`` (:class:`Window`): run only steps first..stop - 1 from the given V
+    (``terminal`` ignored), returning V at level ``stop``.  Both serve exact windowed bumps: a bump that
+    changes sigma only on steps [first, stop) leaves V at level ``first`` unchanged, and after ``stop`` the
+    scheme is affine in V, so the bumped result differs from the base by lambda . (V_bumped - V) at level
+    ``stop``, lambda the base adjoint state there (:meth:`shoals.methods.pde_plan.PdePlan.window_values`).
     """
     group_vol = vol if vol.vols.ndim == 2 or vol_repeat == 1 else vol._replace(vols=vol.vols[::vol_repeat])
     j, v = _cell(vol.spots, jnp.exp(x[::vol_repeat]))
@@ -392,9 +423,32 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
                       else event(values, data, index, event_constants))
         return values, None
 
+    count = steps.dt.shape[0]
+    if window is not None:
+        def window_body(index, values):
+            at = (lambda a: a[index])
+            return body(values, (index, jax.tree.map(at, steps), jax.tree.map(at, event_data)))[0]
+
+        return jax.lax.fori_loop(window.first, window.stop, window_body, window.initial)
+    if levels is not None:
+        def at_level(values, captured, index):
+            slot = levels.slots[index]
+            if levels.inject is not None:
+                values = values + levels.inject[slot]
+            if captured is not None:
+                captured = captured.at[slot].set(values)
+            return values, captured
+
+        def level_body(carry, inputs):
+            values, captured = at_level(*carry, inputs[0])
+            return (body(values, inputs)[0], captured), None
+
+        level_body = jax.checkpoint(level_body) if checkpoint else level_body
+        (values, captured), _ = jax.lax.scan(level_body, (terminal, levels.captured),
+                                             (jnp.arange(count), steps, event_data))
+        return at_level(values, captured, count)
     if checkpoint:
         body = jax.checkpoint(body)
-    count = steps.dt.shape[0]
     values, _ = jax.lax.scan(body, terminal, (jnp.arange(count), steps, event_data))
     return values
 

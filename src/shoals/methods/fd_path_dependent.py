@@ -246,16 +246,20 @@ def _movers(active):
     return jnp.asarray(movers), jnp.asarray(size)
 
 
-def _asian_solve(table, a, options, checkpoint):
-    """The family solve of :func:`plan_asian`; readout: the first member of each trade (all average nodes
-    coincide before the first fixing).  The members of a trade share its spot grid and steps, so sigma is
-    read once per trade (``vol_repeat``)."""
+def _asian_march(table, a, options, checkpoint, levels=None, window=None):
+    """The family solve of :func:`plan_asian`.  The members of a trade share its spot grid and steps, so sigma
+    is read once per trade (``vol_repeat``)."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
+    return solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
+                          lower_dirichlet=no, upper_dirichlet=no, event=_asian_event, event_data=a["fixing"],
+                          event_constants=(a["state"], a["spot_state"]), checkpoint=checkpoint,
+                          vol_repeat=a["state"].shape[1], levels=levels, window=window)
+
+
+def _first_member(values, a, options):
+    """Readout of the Asian family: the first member of each trade (all average nodes coincide before the
+    first fixing)."""
     trades, per_trade = a["state"].shape
-    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
-                            lower_dirichlet=no, upper_dirichlet=no, event=_asian_event, event_data=a["fixing"],
-                            event_constants=(a["state"], a["spot_state"]), checkpoint=checkpoint,
-                            vol_repeat=per_trade)
     return values.reshape(trades, per_trade, -1)[:, 0]
 
 
@@ -308,8 +312,8 @@ def plan_asian(contract: Asian, market, method, *, state_nodes: int | None = Non
                  "steps": steps, "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
                  "fixing": {"fixing": jnp.asarray(fixing), "movers": movers, "size": size},
                  "state": jnp.asarray(state), "spot_state": jnp.asarray(spot_state)}
-    return PdePlan(solve=_asian_solve, options=(), arguments=arguments, table=as_table(market.vol),
-                   x=jnp.asarray(x), market=market, combine=identity_combine(batch),
+    return PdePlan(march=_asian_march, readout=_first_member, options=(), arguments=arguments,
+                   table=as_table(market.vol), x=jnp.asarray(x), market=market, combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade, "state": "running average (ln G for geometric)"})
 
 
@@ -370,13 +374,18 @@ def _lookback_boundary(values, data, index, constants):
             tuple(jnp.where(is_max, r, lin) for r, lin in zip(upper, linear_up)))
 
 
-def _lookback_solve(table, a, options, checkpoint):
-    """The family solve of :func:`plan_lookback`; readout: the member at the running extreme, scaled back
-    from V / M and plus the forward leg of a fixed strike."""
+def _lookback_march(table, a, options, checkpoint, levels=None, window=None):
+    """The family solve of :func:`plan_lookback`."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
-    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
-                            lower_dirichlet=no, upper_dirichlet=no, boundary=_lookback_boundary,
-                            event_constants=(a["x"], a["level"], a["is_max"]), checkpoint=checkpoint)
+    return solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
+                          lower_dirichlet=no, upper_dirichlet=no, boundary=_lookback_boundary,
+                          event_constants=(a["x"], a["level"], a["is_max"]), checkpoint=checkpoint,
+                          levels=levels, window=window)
+
+
+def _lookback_readout(values, a, options):
+    """Readout of the lookback family: the member at the running extreme, scaled back from V / M and plus the
+    forward leg of a fixed strike."""
     trades, per_trade = a["level"].shape
     return values.reshape(trades, per_trade, -1)[:, 0] * a["extreme"][:, None] + a["forward_leg"]
 
@@ -430,8 +439,8 @@ def plan_lookback(contract: Lookback, market, method, *, state_nodes: int | None
                  "is_max": jnp.asarray(np.repeat(is_max, per_trade)), "extreme": jnp.asarray(extreme),
                  "forward_leg": jnp.asarray(np.where(floating, 0.0, np.where(is_call, 1.0, -1.0))[:, None]
                                             * forward_leg)}
-    return PdePlan(solve=_lookback_solve, options=(), arguments=arguments, table=as_table(market.vol),
-                   x=jnp.asarray(x), market=market, combine=identity_combine(batch),
+    return PdePlan(march=_lookback_march, readout=_lookback_readout, options=(), arguments=arguments,
+                   table=as_table(market.vol), x=jnp.asarray(x), market=market, combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade,
                                 "state": "running extreme (fixed strike: floating + forward)"})
 
@@ -456,15 +465,19 @@ def _cliquet_event(values, data, index, constants):
     return _jump_movers(surfaces, data["movers"], data["size"], jump).reshape(values.shape)
 
 
-def _cliquet_solve(table, a, options, checkpoint):
-    """The family solve of :func:`plan_cliquet`; readout (``options[0]``): "first", the member at the first
-    reset level R = S_0 (on its x grid), or "diagonal", V(0, S, R = S) on the nodes ln S = ln R_j: the value of
-    the trade struck at S (its first reset level follows the spot)."""
+def _cliquet_march(table, a, options, checkpoint, levels=None, window=None):
+    """The family solve of :func:`plan_cliquet`."""
     no = jnp.zeros(a["x"].shape[0], dtype=bool)
-    values = solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
-                            lower_dirichlet=no, upper_dirichlet=no, event=_cliquet_event,
-                            event_data=a["reset"],
-                            event_constants=(a["level"], a["xi"], a["coupon"], a["origin"]), checkpoint=checkpoint)
+    return solve_backward(a["terminal"], x=a["x"], steps=a["steps"], vol=row_table(table, a["trade"]),
+                          lower_dirichlet=no, upper_dirichlet=no, event=_cliquet_event, event_data=a["reset"],
+                          event_constants=(a["level"], a["xi"], a["coupon"], a["origin"]), checkpoint=checkpoint,
+                          levels=levels, window=window)
+
+
+def _cliquet_readout(values, a, options):
+    """Readout of the cliquet family (``options[0]``): "first", the member at the first reset level R = S_0
+    (on its x grid), or "diagonal", V(0, S, R = S) on the nodes ln S = ln R_j: the value of the trade struck
+    at S (its first reset level follows the spot)."""
     trades, per_trade = a["level"].shape
     family = values.reshape(trades, per_trade, -1)
     if options[0] == "diagonal":
@@ -537,8 +550,9 @@ def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None =
                            "movers": movers, "size": size},
                  "level": jnp.asarray(level), "xi": jnp.asarray(xi), "coupon": jnp.asarray(coupon),
                  "origin": jnp.asarray(origin), "first": jnp.asarray(first)}
-    plan = PdePlan(solve=_cliquet_solve, options=("first",), arguments=arguments, table=as_table(market.vol),
-                   x=jnp.asarray(log_spot[:, None] + xi), market=market, combine=identity_combine(batch),
+    plan = PdePlan(march=_cliquet_march, readout=_cliquet_readout, options=("first",), arguments=arguments,
+                   table=as_table(market.vol), x=jnp.asarray(log_spot[:, None] + xi), market=market,
+                   combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade,
                                 "state": "last reset level (Greeks at the first reset level S_0 held fixed)"})
     return replace(plan, curve=replace(plan, options=("diagonal",), x=jnp.asarray(level)))

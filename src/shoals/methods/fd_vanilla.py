@@ -51,7 +51,7 @@ from shoals._arrays import as_batch
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
 from shoals.kernels.pde import solve_backward, split_steps, stretched_nodes, table_vol
-from shoals.methods.pde_plan import PdePlan, as_table, row_table
+from shoals.methods.pde_plan import PdePlan, as_table, row_table, state_rows
 
 # Row roles.  VANILLA: plain grid; OUT_BOUNDARY: continuous knock-out on a grid ending on the barrier;
 # all others on a grid with the barrier on an interior node: VANILLA_LEG (the vanilla of a knock-in),
@@ -151,8 +151,9 @@ class _Rows:
         self.__dict__.update(fields)
 
 
-def _vanilla_solve(table, arguments, options, checkpoint):
-    """The batched solve of :func:`_plan` under ``table`` (the trades' vol table): the rows at t = 0."""
+def _vanilla_march(table, arguments, options, checkpoint, levels=None, window=None):
+    """The batched solve of :func:`_plan` under ``table`` (the trades' vol table): the rows at t = 0 (their
+    own readout, :func:`~shoals.methods.pde_plan.state_rows`)."""
     flags, any_pinned = options
     a = arguments
     has_event = any(flags)
@@ -162,7 +163,7 @@ def _vanilla_solve(table, arguments, options, checkpoint):
         event=_event(*flags) if has_event else None, event_data=a["event_data"] if has_event else None,
         event_constants=a["constants"] if has_event else None,
         lower_node=a["lower_node"] if any_pinned else None, upper_node=a["upper_node"] if any_pinned else None,
-        checkpoint=checkpoint)
+        checkpoint=checkpoint, levels=levels, window=window)
 
 
 def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
@@ -268,7 +269,7 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
                  "lower_node": jnp.asarray(np.where(rows.is_up, 0, pin)) if any_pinned else None,
                  "upper_node": jnp.asarray(np.where(rows.is_up, pin, n - 1)) if any_pinned else None}
     vanilla_rows = np.isin(rows.role, (VANILLA, VANILLA_LEG)) & (np.arange(size) < count)
-    return PdePlan(solve=_vanilla_solve, options=(flags, any_pinned), arguments=arguments,
+    return PdePlan(march=_vanilla_march, readout=state_rows, options=(flags, any_pinned), arguments=arguments,
                    table=as_table(market.vol), x=jnp.asarray(x), market=row_market, combine=jnp.asarray(combine),
                    diagnostics={"space_nodes": n, "time_steps_max": int(start.shape[0]), "rows": count,
                                 "vanilla_rows": (rows.trade[vanilla_rows], np.flatnonzero(vanilla_rows))})

@@ -22,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from shoals._exported import cached_call
-from shoals.kernels.pde import VolTable, value_and_derivatives
+from shoals.kernels.pde import Levels, VolTable, Window, value_and_derivatives
 
 
 def row_table(table: VolTable, index) -> VolTable:
@@ -44,35 +45,72 @@ def _trade_values(rows, x, log_spot, combine):
     return combine @ value_and_derivatives(x, rows, log_spot)[0]
 
 
-@partial(jax.jit, static_argnames=("solve", "options"))
-def _readout(solve, options, arguments, table):
-    return solve(table, arguments, options, False)
+def state_rows(values, arguments, options):
+    """The readout of a plan whose solve rows are its readout rows (vanilla, barrier)."""
+    return values
 
 
-@partial(jax.jit, static_argnames=("solve", "options"))
-def _weighted_value_and_gradient(solve, options, arguments, table, x, log_spot, combine, weights):
+@partial(jax.jit, static_argnames=("march", "readout", "options"))
+def _readout(march, readout, options, arguments, table):
+    return readout(march(table, arguments, options, False), arguments, options)
+
+
+@partial(jax.jit, static_argnames=("march", "readout", "options"))
+def _weighted_value_and_gradient(march, readout, options, arguments, table, x, log_spot, combine, weights):
     def total(vols):
-        return weights @ _trade_values(solve(table._replace(vols=vols), arguments, options, True), x, log_spot, combine)
+        rows = readout(march(table._replace(vols=vols), arguments, options, True), arguments, options)
+        return weights @ _trade_values(rows, x, log_spot, combine)
 
     return jax.value_and_grad(total)(table.vols)
+
+
+@partial(jax.jit, static_argnames=("march", "readout", "options"))
+def _captured_value_and_gradients(march, readout, options, arguments, table, x, log_spot, combine, weights, levels):
+    def total(vols, inject):
+        values, captured = march(table._replace(vols=vols), arguments, options, True, levels._replace(inject=inject))
+        rows = readout(values, arguments, options)
+        return weights @ _trade_values(rows, x, log_spot, combine), (rows, captured)
+
+    (value, (rows, captured)), (gradient, adjoint) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
+        table.vols, levels.inject)
+    return value, gradient, rows, captured, adjoint
+
+
+@partial(jax.jit, static_argnames=("march", "options"))
+def _window(march, options, arguments, table, window):
+    return march(table, arguments, options, False, window=window)
+
+
+class LadderValues(NamedTuple):
+    """:meth:`PdePlan.ladder_values`: the weighted value and its gradient (as :meth:`PdePlan.value_and_gradient`),
+    the trade values ``base`` (T,) and ``bumped`` (T, K) under each bumped table."""
+
+    value: float
+    gradient: np.ndarray
+    base: np.ndarray
+    bumped: np.ndarray
 
 
 @dataclass(frozen=True)
 class PdePlan:
     """A batch of trades ready to be solved on any vol table with the nodes of ``table``.
 
-    ``solve(table, arguments, options, checkpoint) -> rows`` (module-level, jit-safe) steps the prepared
-    terminal values back to t = 0 and returns the *readout rows* (R, n): solutions on the grids ``x`` (R, n)
-    whose cubic interpolation at ln S_0 of ``market`` (the :class:`PdeMarket` of the readout rows) gives the
-    value of each row; trade values are ``combine`` (T, R) times the row values (knock-ins are sums of legs).
-    ``options`` is hashable (static under jit), ``arguments`` a pytree of arrays.
+    ``march(table, arguments, options, checkpoint, levels=None, window=None)`` (module-level, jit-safe) steps
+    the prepared terminal values back to t = 0 (:func:`~shoals.kernels.pde.solve_backward`, whose ``levels``
+    and ``window`` it passes on) and returns the solve's state (B, n); ``readout(state, arguments, options)``
+    maps it to the *readout rows* (R, n): solutions on the grids ``x`` (R, n) whose cubic interpolation at
+    ln S_0 of ``market`` (the :class:`PdeMarket` of the readout rows) gives the value of each row; trade values
+    are ``combine`` (T, R) times the row values (knock-ins are sums of legs).  ``options`` is hashable (static
+    under jit), ``arguments`` a pytree of arrays holding at least ``terminal`` (B, n), ``steps``
+    (:class:`~shoals.kernels.pde.Steps`) and ``trade`` (B,), the trade whose value each solve row feeds.
 
     ``curve``: the plan whose readout rows are the value as a function of the spot, read by :meth:`values_at`
     (``None``: this plan's own rows, the t = 0 solution on the grids, for vanilla, barrier, Asian and lookback
     terms as planned; the cliquet's is the diagonal of its reset-level family, the trade struck at each spot).
     """
 
-    solve: Callable
+    march: Callable
+    readout: Callable
     options: tuple
     arguments: object
     table: VolTable
@@ -97,7 +135,7 @@ class PdePlan:
     def _rows(self, vols=None) -> jax.Array:
         """The readout rows of the solve under ``vols`` (a compiled program kept on disk with the compilation
         cache: :func:`shoals._exported.cached_call`)."""
-        return cached_call(_readout, (self.solve, self.options), (self.arguments, self._table(vols)))
+        return cached_call(_readout, (self.march, self.readout, self.options), (self.arguments, self._table(vols)))
 
     def _log_spot(self):
         return jnp.log(jnp.asarray(self.market.spot, dtype=jnp.float64))
@@ -134,9 +172,74 @@ class PdePlan:
         time loop, steps rematerialised).  Returns ``(value, gradient)``, the gradient of the shape of
         ``table.vols``."""
         weights = jnp.asarray(weights, dtype=jnp.float64)
-        return cached_call(_weighted_value_and_gradient, (self.solve, self.options),
+        return cached_call(_weighted_value_and_gradient, (self.march, self.readout, self.options),
                            (self.arguments, self._table(vols), jnp.asarray(self.x), self._log_spot(), self.combine,
                             weights))
+
+    def bump_window(self, vols) -> tuple[int, int] | None:
+        """The steps [first, stop) of this plan's solve that read a node of the table where ``vols`` differs
+        from the plan's own (host side, by the time cells :func:`~shoals.kernels.pde.solve_backward` reads at
+        each step's mid-time, widened by one step on each side); None when no step does (the values under
+        ``vols`` are the base values).  A per-trade table (flat vols) gives the whole solve."""
+        steps = self.arguments["steps"]
+        start, dt = np.asarray(steps.start), np.asarray(steps.dt)
+        count = start.shape[0]
+        base = np.asarray(self.table.vols)
+        if base.ndim != 2:
+            return 0, count
+        changed = np.any(np.asarray(vols) != base, axis=1)                       # (nt,)
+        times = np.asarray(self.table.times)
+        cell = np.clip(np.searchsorted(times, start - 0.5 * dt, side="right") - 1, 0, times.size - 2)
+        reads = (changed[cell] | changed[cell + 1]) & (dt > 0.0)                 # (steps, B)
+        touched = np.flatnonzero(reads.any(axis=1))
+        if touched.size == 0:
+            return None
+        return max(int(touched[0]) - 1, 0), min(int(touched[-1]) + 2, count)
+
+    def ladder_values(self, weights, bumped_vols) -> LadderValues:
+        """The weighted value sum_t weights_t V_t and its gradient with respect to the vol nodes (as
+        :meth:`value_and_gradient`), and every trade's value under each table of ``bumped_vols`` (K, nt, ns),
+        each bump solved only over the steps it changes (:meth:`bump_window`), exactly:
+
+        * before the window (from maturity) the bumped solve is the base solve, so it starts from the base
+          state V at level ``first``, captured by the gradient pass;
+        * after it the scheme is affine in V (theta steps, jump conditions, boundary values, readout; not the
+          American projection), so the bumped trade value is V_t + lambda . (V_bumped - V) at level ``stop``,
+          with lambda = dV_t/dV(stop) the base adjoint state: the gradient pass perturbs the state at every
+          window end by zero and returns the gradient of the weighted value there, weights_t lambda on the
+          rows of trade t (``weights`` must be non-zero).
+
+        One gradient pass for the chunk, then one window solve per bump (one compiled program for every
+        window).  Validation: tests/unit/test_pde_plan.py (= the full bumped solves on every family)."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if np.any(weights == 0.0):
+            raise ValueError("ladder_values needs non-zero weights (the adjoint state is divided by them)")
+        windows = [self.bump_window(vols) for vols in bumped_vols]
+        ends = sorted({level for window in windows if window is not None for level in window})
+        count = len(ends)
+        slots = np.full(self.arguments["steps"].dt.shape[0] + 1, count, dtype=np.int32)
+        slots[ends] = np.arange(count)
+        state = jnp.zeros((count + 1,) + tuple(self.arguments["terminal"].shape), dtype=jnp.float64)
+        levels = Levels(slots=jnp.asarray(slots), inject=state, captured=state)
+        value, gradient, rows, captured, adjoint = cached_call(
+            _captured_value_and_gradients, (self.march, self.readout, self.options),
+            (self.arguments, self.table, jnp.asarray(self.x), self._log_spot(), self.combine,
+             jnp.asarray(weights), levels))
+        base = np.asarray(_trade_values(rows, jnp.asarray(self.x), self._log_spot(), self.combine))
+        captured, adjoint = np.asarray(captured), np.asarray(adjoint)
+        owner = np.asarray(self.arguments["trade"])
+        bumped = np.repeat(base[:, None], len(windows), axis=1)
+        for k, (vols, window) in enumerate(zip(bumped_vols, windows)):
+            if window is None:
+                continue
+            first, stop = window
+            moved = cached_call(_window, (self.march, self.options), (
+                self.arguments, self._table(vols),
+                Window(initial=jnp.asarray(captured[slots[first]]), first=jnp.asarray(first, dtype=jnp.int32),
+                       stop=jnp.asarray(stop, dtype=jnp.int32))))
+            change = np.sum(adjoint[slots[stop]] * (np.asarray(moved) - captured[slots[stop]]), axis=1)
+            bumped[:, k] += np.bincount(owner, change, minlength=base.size) / weights
+        return LadderValues(value=float(value), gradient=np.asarray(gradient), base=base, bumped=bumped)
 
     def greeks(self) -> dict:
         """Value, delta, gamma, theta per trade (NumPy) at the plan's own table: the readout rows'

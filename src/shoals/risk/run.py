@@ -159,15 +159,22 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
         if method_name == "finite-difference":
             fd = finite_difference_of(shared.method)
             plan, _ = fd.plan(contract, shared.snapshot, local_vol=shared.local_vol)
-            # A bump that leaves every vol row these trades' solves read unchanged leaves their values unchanged.
-            moves = shared.bump_reach < max(_maturity(rows[i]) for i in members)
-            base = frame["price"].to_numpy(dtype=np.float64)[members]
-            bump_values[members] = np.stack([np.asarray(plan.values(v)) if move else base
-                                             for v, move in zip(shared.bumped_vols, moves)], axis=1)
-            if shared.aad and rows[members[0]].instrument not in AAD_EXCLUDED:
-                weights = np.array([rows[i].quantity * rows[i].notional for i in members])
-                gradient = gradient + np.asarray(plan.value_and_gradient(weights)[1])
-                aad[members] = True
+            weights = np.array([rows[i].quantity * rows[i].notional for i in members], dtype=np.float64)
+            adjoint = shared.aad and rows[members[0]].instrument not in AAD_EXCLUDED
+            if adjoint and np.all(weights != 0.0):
+                # One gradient pass, then each bump solved only over the steps it changes (exact: PdePlan).
+                ladder = plan.ladder_values(weights, shared.bumped_vols)
+                bump_values[members] = ladder.bumped
+                gradient = gradient + ladder.gradient
+            else:
+                # A bump that leaves every vol row these trades' solves read unchanged leaves their values as is.
+                moves = shared.bump_reach < max(_maturity(rows[i]) for i in members)
+                base = frame["price"].to_numpy(dtype=np.float64)[members]
+                bump_values[members] = np.stack([np.asarray(plan.values(v)) if move else base
+                                                 for v, move in zip(shared.bumped_vols, moves)], axis=1)
+                if adjoint:
+                    gradient = gradient + np.asarray(plan.value_and_gradient(weights)[1])
+            aad[members] = adjoint
         else:
             mc = replace(_monte_carlo(shared.method), greeks=False)
             streams = [stream_of(rows[i].id) for i in members]
