@@ -344,7 +344,7 @@ class Levels(NamedTuple):
 
 
 class Window(NamedTuple):
-    """Steps ``first`` <= k < ``stop`` (dynamic ints) of a solve, from ``initial`` V (batch, n) at level
+    """Steps ``first`` <= k < ``stop`` (int32 scalars) of a solve, from ``initial`` V (batch, n) at level
     ``first``: one compiled program for every window of the same batch."""
 
     initial: jax.Array

@@ -51,11 +51,6 @@ def state_rows(values, arguments, options):
 
 
 @partial(jax.jit, static_argnames=("march", "readout", "options"))
-def _readout(march, readout, options, arguments, table):
-    return readout(march(table, arguments, options, False), arguments, options)
-
-
-@partial(jax.jit, static_argnames=("march", "readout", "options"))
 def _weighted_value_and_gradient(march, readout, options, arguments, table, x, log_spot, combine, weights):
     def total(vols):
         rows = readout(march(table._replace(vols=vols), arguments, options, True), arguments, options)
@@ -79,6 +74,11 @@ def _captured_value_and_gradients(march, readout, options, arguments, table, x, 
 @partial(jax.jit, static_argnames=("march", "options"))
 def _window(march, options, arguments, table, window):
     return march(table, arguments, options, False, window=window)
+
+
+@partial(jax.jit, static_argnames=("readout", "options"))
+def _read(readout, options, values, arguments):
+    return readout(values, arguments, options)
 
 
 class LadderValues(NamedTuple):
@@ -133,9 +133,23 @@ class PdePlan:
         return self.table._replace(vols=vols)
 
     def _rows(self, vols=None) -> jax.Array:
-        """The readout rows of the solve under ``vols`` (a compiled program kept on disk with the compilation
-        cache: :func:`shoals._exported.cached_call`)."""
-        return cached_call(_readout, (self.march, self.readout, self.options), (self.arguments, self._table(vols)))
+        """The readout rows of the solve under ``vols``: the whole solve as the window [0, steps) from the
+        terminal values, the program of every bumped window too (:meth:`ladder_values`; compiled once per
+        shape and kept on disk with the compilation cache: :func:`shoals._exported.cached_call`), then the
+        readout.  Inside a JAX transformation (``vols`` traced) the solve is the plain scan, which reverse mode
+        differentiates (a window's loop has traced bounds)."""
+        table = self._table(vols)
+        if isinstance(table.vols, jax.core.Tracer):
+            state = self.march(table, self.arguments, self.options, False)
+        else:
+            state = self._window_state(table, self.arguments["terminal"], 0, int(self.arguments["steps"].dt.shape[0]))
+        return _read(self.readout, self.options, state, self.arguments)
+
+    def _window_state(self, table, initial, first: int, stop: int) -> jax.Array:
+        """The solve's state at level ``stop`` from ``initial`` at level ``first`` under ``table``."""
+        window = Window(initial=jnp.asarray(initial), first=jnp.asarray(first, dtype=jnp.int32),
+                        stop=jnp.asarray(stop, dtype=jnp.int32))
+        return cached_call(_window, (self.march, self.options), (self.arguments, table, window))
 
     def _log_spot(self):
         return jnp.log(jnp.asarray(self.market.spot, dtype=jnp.float64))
@@ -233,10 +247,7 @@ class PdePlan:
             if window is None:
                 continue
             first, stop = window
-            moved = cached_call(_window, (self.march, self.options), (
-                self.arguments, self._table(vols),
-                Window(initial=jnp.asarray(captured[slots[first]]), first=jnp.asarray(first, dtype=jnp.int32),
-                       stop=jnp.asarray(stop, dtype=jnp.int32))))
+            moved = self._window_state(self._table(vols), captured[slots[first]], first, stop)
             change = np.sum(adjoint[slots[stop]] * (np.asarray(moved) - captured[slots[stop]]), axis=1)
             bumped[:, k] += np.bincount(owner, change, minlength=base.size) / weights
         return LadderValues(value=float(value), gradient=np.asarray(gradient), base=base, bumped=bumped)
