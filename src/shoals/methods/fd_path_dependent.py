@@ -63,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shoals._arrays import as_batch
+from shoals._arrays import as_batch, on_device
 from shoals.errors import InputError, UnsupportedError
 from shoals.instruments import Asian, Cliquet, Lookback
 from shoals.kernels.pde import (
@@ -114,7 +114,7 @@ def replicate(market, repeats: int):
 
     Validation: every pricer here (tests/unit/test_pde_path_dependent.py, flat and local vol).
     """
-    vol = row_table(market.vol, jnp.repeat(jnp.arange(market.batch), repeats))
+    vol = row_table(market.vol, np.repeat(np.arange(market.batch), repeats))
     rows = {"spot": np.repeat(market.spot, repeats), "vol": vol}
     if market.flat_rate is not None:
         rows.update(flat_rate=np.repeat(market.flat_rate, repeats),
@@ -129,7 +129,7 @@ def _vol_scale(market, maturities):
     spots = np.tile(np.asarray(market.spot, dtype=np.float64), fractions)[:, None]
     table = market.vol if market.vol.vols.ndim == 2 else market.vol._replace(
         vols=jnp.tile(market.vol.vols, (fractions, 1, 1)))
-    variance = np.asarray(table_vol(table, jnp.asarray(times), jnp.asarray(spots)))[:, 0].reshape(fractions, -1) ** 2
+    variance = np.asarray(table_vol(table, on_device(times), on_device(spots)))[:, 0].reshape(fractions, -1) ** 2
     return np.maximum(np.sqrt(np.mean(variance, axis=0)), 0.02)
 
 
@@ -243,7 +243,7 @@ def _movers(active):
     sizes = np.asarray(_mover_sizes(active.shape[1]))
     count = active.sum(axis=1)
     size = np.where(count > 0, np.searchsorted(sizes, count) + 1, 0).astype(np.int32)
-    return jnp.asarray(movers), jnp.asarray(size)
+    return on_device(movers), on_device(size)
 
 
 def _asian_march(table, a, options, checkpoint, levels=None, window=None):
@@ -308,12 +308,12 @@ def plan_asian(contract: Asian, market, method, *, state_nodes: int | None = Non
     steps, event_index = _row_steps(rows, maturity, events, method, per_trade, smooth_events=True)
     fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)[:, ::per_trade]
     movers, size = _movers(fixing > 0.0)
-    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(np.repeat(x, per_trade, axis=0)),
-                 "steps": steps, "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
-                 "fixing": {"fixing": jnp.asarray(fixing), "movers": movers, "size": size},
-                 "state": jnp.asarray(state), "spot_state": jnp.asarray(spot_state)}
+    arguments = {"terminal": on_device(terminal), "x": on_device(np.repeat(x, per_trade, axis=0)),
+                 "steps": steps, "trade": on_device(np.repeat(np.arange(batch), per_trade)),
+                 "fixing": {"fixing": on_device(fixing), "movers": movers, "size": size},
+                 "state": on_device(state), "spot_state": on_device(spot_state)}
     return PdePlan(march=_asian_march, readout=_first_member, options=(), arguments=arguments,
-                   table=as_table(market.vol), x=jnp.asarray(x), market=market, combine=identity_combine(batch),
+                   table=as_table(market.vol), x=on_device(x), market=market, combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade, "state": "running average (ln G for geometric)"})
 
 
@@ -434,13 +434,13 @@ def plan_lookback(contract: Lookback, market, method, *, state_nodes: int | None
     x = x_rows.reshape(batch, per_trade, -1)[:, 0]
     forward_leg = market.discount(maturity)[:, None] * (np.exp(x) * (market.forward(maturity) / spot)[:, None]
                                                          - np.where(floating, 0.0, strike)[:, None])
-    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(x_rows), "steps": steps,
-                 "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)), "level": jnp.asarray(level),
-                 "is_max": jnp.asarray(np.repeat(is_max, per_trade)), "extreme": jnp.asarray(extreme),
-                 "forward_leg": jnp.asarray(np.where(floating, 0.0, np.where(is_call, 1.0, -1.0))[:, None]
+    arguments = {"terminal": on_device(terminal), "x": on_device(x_rows), "steps": steps,
+                 "trade": on_device(np.repeat(np.arange(batch), per_trade)), "level": on_device(level),
+                 "is_max": on_device(np.repeat(is_max, per_trade)), "extreme": on_device(extreme),
+                 "forward_leg": on_device(np.where(floating, 0.0, np.where(is_call, 1.0, -1.0))[:, None]
                                             * forward_leg)}
     return PdePlan(march=_lookback_march, readout=_lookback_readout, options=(), arguments=arguments,
-                   table=as_table(market.vol), x=jnp.asarray(x), market=market, combine=identity_combine(batch),
+                   table=as_table(market.vol), x=on_device(x), market=market, combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade,
                                 "state": "running extreme (fixed strike: floating + forward)"})
 
@@ -544,18 +544,18 @@ def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None =
     reset_times = (event_index + 1.0) * np.repeat(period, per_trade)
     pay = np.where(np.repeat(per_period, per_trade), 1.0,
                    np.repeat(market.discount(maturity), per_trade) / rows.discount(reset_times))
-    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(x_rows), "steps": steps,
-                 "trade": jnp.asarray(np.repeat(np.arange(batch), per_trade)),
-                 "reset": {"flag": jnp.asarray(flag[:, ::per_trade]), "pay": jnp.asarray(pay[:, ::per_trade]),
+    arguments = {"terminal": on_device(terminal), "x": on_device(x_rows), "steps": steps,
+                 "trade": on_device(np.repeat(np.arange(batch), per_trade)),
+                 "reset": {"flag": on_device(flag[:, ::per_trade]), "pay": on_device(pay[:, ::per_trade]),
                            "movers": movers, "size": size},
-                 "level": jnp.asarray(level), "xi": jnp.asarray(xi), "coupon": jnp.asarray(coupon),
-                 "origin": jnp.asarray(origin), "first": jnp.asarray(first)}
+                 "level": on_device(level), "xi": on_device(xi), "coupon": on_device(coupon),
+                 "origin": on_device(origin), "first": on_device(first)}
     plan = PdePlan(march=_cliquet_march, readout=_cliquet_readout, options=("first",), arguments=arguments,
-                   table=as_table(market.vol), x=jnp.asarray(log_spot[:, None] + xi), market=market,
+                   table=as_table(market.vol), x=on_device(log_spot[:, None] + xi), market=market,
                    combine=identity_combine(batch),
                    diagnostics={"state_nodes": per_trade,
                                 "state": "last reset level (Greeks at the first reset level S_0 held fixed)"})
-    return replace(plan, curve=replace(plan, options=("diagonal",), x=jnp.asarray(level)))
+    return replace(plan, curve=replace(plan, options=("diagonal",), x=on_device(level)))
 
 
 PLANNERS = {Asian: plan_asian, Lookback: plan_lookback, Cliquet: plan_cliquet}

@@ -47,7 +47,7 @@ from functools import cache
 import jax.numpy as jnp
 import numpy as np
 
-from shoals._arrays import as_batch
+from shoals._arrays import as_batch, on_device
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
 from shoals.kernels.pde import solve_backward, split_steps, stretched_nodes, table_vol
@@ -184,8 +184,8 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     log_spot, log_barrier = np.log(spot), np.log(rows.barrier)
     # The vol setting the width: the larger of sigma(T/2, S_0) and sigma(T/2, K) (a skewed local vol is
     # much higher in the wing of the strike); the strike is kept inside with half the width around it.
-    reference_vol = np.max(np.asarray(table_vol(row_market.vol, jnp.asarray(0.5 * rows.maturity),
-                                                jnp.asarray(np.stack([spot, rows.strike], axis=1)))), axis=1)
+    reference_vol = np.max(np.asarray(table_vol(row_market.vol, on_device(0.5 * rows.maturity),
+                                                on_device(np.stack([spot, rows.strike], axis=1)))), axis=1)
     spread = width * reference_vol * np.sqrt(rows.maturity)
     drift = np.log(row_market.forward(rows.maturity) / spot)
     log_strike = np.log(rows.strike)
@@ -250,27 +250,27 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     from_vanilla = discrete & (rows.role == IN_DIRECT)
     linked = pinned & (rows.role == IN_DIRECT)
     flags = (bool(rows.american.any()), bool(jump.any()), bool(from_vanilla.any()), bool(linked.any()))
-    constants = {"american": jnp.asarray(rows.american),
-                 "exercise": jnp.asarray(np.maximum(np.where(is_call, 1.0, -1.0) * (np.exp(x) - strike), 0.0)),
-                 "from_vanilla": jnp.asarray(from_vanilla), "source": jnp.asarray(rows.source),
-                 "alive": jnp.asarray(np.where(discrete[:, None], live, 1.0)),
-                 "pin": jnp.asarray(pin), "response": jnp.asarray(rows.response),
-                 "linked": jnp.asarray(linked), "held": jnp.asarray(held),
-                 "is_response": jnp.asarray(rows.role == RESPONSE)}
-    event_data = {"jump": jnp.asarray(jump),
-                  "rebate": jnp.asarray(np.where(rows.role == DISCRETE_OUT, rebate_later, 0.0))}
+    constants = {"american": on_device(rows.american),
+                 "exercise": on_device(np.maximum(np.where(is_call, 1.0, -1.0) * (np.exp(x) - strike), 0.0)),
+                 "from_vanilla": on_device(from_vanilla), "source": on_device(rows.source),
+                 "alive": on_device(np.where(discrete[:, None], live, 1.0)),
+                 "pin": on_device(pin), "response": on_device(rows.response),
+                 "linked": on_device(linked), "held": on_device(held),
+                 "is_response": on_device(rows.role == RESPONSE)}
+    event_data = {"jump": on_device(jump),
+                  "rebate": on_device(np.where(rows.role == DISCRETE_OUT, rebate_later, 0.0))}
     any_pinned = bool(pinned.any())
     combine = np.zeros((n_trades, size))
     combine[rows.trade, np.arange(size)] = rows.coef
-    arguments = {"terminal": jnp.asarray(terminal), "x": jnp.asarray(x), "steps": steps,
-                 "trade": jnp.asarray(rows.trade), "lower_dirichlet": jnp.asarray(pinned & ~rows.is_up),
-                 "upper_dirichlet": jnp.asarray(pinned & rows.is_up),
+    arguments = {"terminal": on_device(terminal), "x": on_device(x), "steps": steps,
+                 "trade": on_device(rows.trade), "lower_dirichlet": on_device(pinned & ~rows.is_up),
+                 "upper_dirichlet": on_device(pinned & rows.is_up),
                  "event_data": event_data if any(flags) else None, "constants": constants if any(flags) else None,
-                 "lower_node": jnp.asarray(np.where(rows.is_up, 0, pin)) if any_pinned else None,
-                 "upper_node": jnp.asarray(np.where(rows.is_up, pin, n - 1)) if any_pinned else None}
+                 "lower_node": on_device(np.where(rows.is_up, 0, pin)) if any_pinned else None,
+                 "upper_node": on_device(np.where(rows.is_up, pin, n - 1)) if any_pinned else None}
     vanilla_rows = np.isin(rows.role, (VANILLA, VANILLA_LEG)) & (np.arange(size) < count)
     return PdePlan(march=_vanilla_march, readout=state_rows, options=(flags, any_pinned), arguments=arguments,
-                   table=as_table(market.vol), x=jnp.asarray(x), market=row_market, combine=jnp.asarray(combine),
+                   table=as_table(market.vol), x=on_device(x), market=row_market, combine=on_device(combine),
                    diagnostics={"space_nodes": n, "time_steps_max": int(start.shape[0]), "rows": count,
                                 "vanilla_rows": (rows.trade[vanilla_rows], np.flatnonzero(vanilla_rows))})
 
@@ -279,7 +279,7 @@ def _take(market, rows):
     """The :class:`PdeMarket` of the trades ``rows`` (a row-indexed view for multi-row trades)."""
     from shoals.methods.finite_difference import PdeMarket
 
-    vol = row_table(market.vol, jnp.asarray(rows))
+    vol = row_table(market.vol, on_device(rows))
     pick = (lambda v: None if v is None else np.asarray(v)[rows])
     return PdeMarket(spot=np.asarray(market.spot)[rows], vol=vol, flat_rate=pick(market.flat_rate),
                      flat_dividend=pick(market.flat_dividend), curves=market.curves)

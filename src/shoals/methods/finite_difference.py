@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._arrays import on_device
 from shoals.errors import InputError, UnsupportedError
 from shoals.kernels.pde import (
     Steps,
@@ -65,8 +66,12 @@ class PdeMarket:
         times = np.asarray(times, dtype=np.float64)
         if self.curves is None:
             return times * self.flat_rate, times * self.flat_dividend
-        rate, dividend = _curve_integrals(self.curves.rate, self.curves.dividend, jnp.asarray(times))
-        return np.asarray(rate), np.asarray(dividend)
+        # Padded to a power of two: a few compiled shapes for every step array of a run.
+        flat = times.reshape(-1)
+        padded = np.zeros(max(64, 1 << max(flat.size - 1, 0).bit_length()))
+        padded[:flat.size] = flat
+        rate, dividend = _curve_integrals(self.curves.rate, self.curves.dividend, on_device(padded))
+        return (np.asarray(rate)[:flat.size].reshape(times.shape), np.asarray(dividend)[:flat.size].reshape(times.shape))
 
     def discount(self, times):
         """exp(-int_0^t r) at ``times`` (last axis the batch)."""
@@ -96,11 +101,11 @@ class PdeMarket:
             dividend = np.where(dt > 0.0, (div_hi - div_lo) / safe, (div_eps - div_hi) / eps)
         zeros = np.zeros_like(start)
         group, leader = time_groups(start, dt)
-        return Steps(start=jnp.asarray(start), dt=jnp.asarray(dt), theta=jnp.asarray(theta),
-                     drift=jnp.asarray(rate - dividend), rate=jnp.asarray(rate),
-                     lower_value=jnp.asarray(zeros if lower_value is None else lower_value),
-                     upper_value=jnp.asarray(zeros if upper_value is None else upper_value),
-                     group=jnp.asarray(group), leader=jnp.asarray(leader))
+        return Steps(start=on_device(start), dt=on_device(dt), theta=on_device(theta),
+                     drift=on_device(rate - dividend), rate=on_device(rate),
+                     lower_value=on_device(zeros if lower_value is None else lower_value),
+                     upper_value=on_device(zeros if upper_value is None else upper_value),
+                     group=on_device(group), leader=on_device(leader))
 
     def spot_greeks(self, x, values):
         """Value, delta, gamma and theta at the spot from solutions ``values`` (batch, n) at t = 0 on grids
@@ -110,18 +115,23 @@ class PdeMarket:
         delta = V_x / S, gamma = (V_xx - V_x) / S^2; theta from the PDE itself at t = 0:
         theta = dV/dt = r V - (r - q) S delta - sigma^2(0, S) S^2 gamma / 2.
         """
-        x = jnp.asarray(x)
-        log_spot = jnp.log(jnp.asarray(self.spot))
-        value, first, second = value_and_derivatives(x, jnp.asarray(values), log_spot)
-        spot = jnp.asarray(self.spot)
-        delta = first / spot
-        gamma = (second - first) / spot ** 2
-        sigma = table_vol(self.vol, jnp.zeros_like(spot), spot[:, None])[:, 0]
         first_step = self.steps(np.full((1, self.batch), 1e-6), np.full((1, self.batch), 1e-6), 0.5)
-        rate, mu = np.asarray(first_step.rate)[0], np.asarray(first_step.drift)[0]
-        theta = rate * value - mu * spot * delta - 0.5 * sigma ** 2 * spot ** 2 * gamma
-        return {name: np.asarray(v) for name, v in
-                (("value", value), ("delta", delta), ("gamma", gamma), ("theta", theta))}
+        greeks = _spot_greeks(on_device(x), on_device(values), on_device(np.asarray(self.spot, dtype=np.float64)),
+                              self.vol, on_device(np.asarray(first_step.rate)[0]),
+                              on_device(np.asarray(first_step.drift)[0]))
+        return {name: np.asarray(v) for name, v in zip(("value", "delta", "gamma", "theta"), greeks)}
+
+
+@jax.jit
+def _spot_greeks(x, values, spot, vol, rate, mu):
+    """:meth:`PdeMarket.spot_greeks` on the device (one compiled program per shape: run op by op, each
+    operation was a program of its own in a fresh process)."""
+    value, first, second = value_and_derivatives(x, values, jnp.log(spot))
+    delta = first / spot
+    gamma = (second - first) / spot ** 2
+    sigma = table_vol(vol, jnp.zeros_like(spot), spot[:, None])[:, 0]
+    theta = rate * value - mu * spot * delta - 0.5 * sigma ** 2 * spot ** 2 * gamma
+    return value, delta, gamma, theta
 
 
 @jax.jit
@@ -144,8 +154,8 @@ def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> 
     if isinstance(market, MarketSnapshot):
         if local_vol is None:
             local_vol = default_local_vol(market, maturities)
-        table = VolTable(times=jnp.asarray(local_vol.times), spots=jnp.asarray(local_vol.spots),
-                         vols=jnp.asarray(local_vol.vols))
+        table = VolTable(times=on_device(local_vol.times), spots=on_device(local_vol.spots),
+                         vols=on_device(local_vol.vols))
         spot = np.broadcast_to(np.asarray(market.spot, dtype=np.float64), (batch,)).copy()
         return PdeMarket(spot=spot, vol=table, curves=market)
     raise UnsupportedError(f"finite-difference prices on a FlatMarket or a MarketSnapshot, not "

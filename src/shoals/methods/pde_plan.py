@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shoals._arrays import on_device
 from shoals._exported import cached_call
 from shoals.kernels.pde import Levels, VolTable, Window, value_and_derivatives
 
@@ -40,9 +41,10 @@ def row_table(table: VolTable, index) -> VolTable:
     return table
 
 
-def _trade_values(rows, x, log_spot, combine):
+@jax.jit
+def _trade_values(rows, x, spot, combine):
     """Trade values from readout rows: V at ln S_0 by the cubic on each row's grid, combined over the rows."""
-    return combine @ value_and_derivatives(x, rows, log_spot)[0]
+    return combine @ value_and_derivatives(x, rows, jnp.log(spot))[0]
 
 
 def state_rows(values, arguments, options):
@@ -51,20 +53,20 @@ def state_rows(values, arguments, options):
 
 
 @partial(jax.jit, static_argnames=("march", "readout", "options"))
-def _weighted_value_and_gradient(march, readout, options, arguments, table, x, log_spot, combine, weights):
+def _weighted_value_and_gradient(march, readout, options, arguments, table, x, spot, combine, weights):
     def total(vols):
         rows = readout(march(table._replace(vols=vols), arguments, options, True), arguments, options)
-        return weights @ _trade_values(rows, x, log_spot, combine)
+        return weights @ _trade_values(rows, x, spot, combine)
 
     return jax.value_and_grad(total)(table.vols)
 
 
 @partial(jax.jit, static_argnames=("march", "readout", "options"))
-def _captured_value_and_gradients(march, readout, options, arguments, table, x, log_spot, combine, weights, levels):
+def _captured_value_and_gradients(march, readout, options, arguments, table, x, spot, combine, weights, levels):
     def total(vols, inject):
         values, captured = march(table._replace(vols=vols), arguments, options, True, levels._replace(inject=inject))
         rows = readout(values, arguments, options)
-        return weights @ _trade_values(rows, x, log_spot, combine), (rows, captured)
+        return weights @ _trade_values(rows, x, spot, combine), (rows, captured)
 
     (value, (rows, captured)), (gradient, adjoint) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
         table.vols, levels.inject)
@@ -147,19 +149,19 @@ class PdePlan:
 
     def _window_state(self, table, initial, first: int, stop: int) -> jax.Array:
         """The solve's state at level ``stop`` from ``initial`` at level ``first`` under ``table``."""
-        window = Window(initial=jnp.asarray(initial), first=jnp.asarray(first, dtype=jnp.int32),
+        window = Window(initial=on_device(initial), first=jnp.asarray(first, dtype=jnp.int32),
                         stop=jnp.asarray(stop, dtype=jnp.int32))
         return cached_call(_window, (self.march, self.options), (self.arguments, table, window))
 
-    def _log_spot(self):
-        return jnp.log(jnp.asarray(self.market.spot, dtype=jnp.float64))
+    def _spot(self):
+        return on_device(np.asarray(self.market.spot, dtype=np.float64))
 
     def values(self, vols=None) -> jax.Array:
         """Trade values (T,) on the plan's grids under ``vols`` (the shape of ``table.vols``; default the
         plan's own table): the readout rows of the same compiled solve as :meth:`greeks`, interpolated at
         the spot and combined."""
         rows = self._rows(vols)
-        return _trade_values(rows, jnp.asarray(self.x), self._log_spot(), self.combine)
+        return _trade_values(rows, on_device(self.x), self._spot(), self.combine)
 
     def values_at(self, spots, vols=None) -> np.ndarray:
         """Trade values (T, K) at ``spots`` (T, K) from one solve: the readout rows of :attr:`curve`
@@ -176,7 +178,7 @@ class PdePlan:
         log_spots = np.log(np.asarray(spots, dtype=np.float64))[trade_of_row]            # (R, K)
         rows = plan._rows(vols)
         x = np.asarray(plan.x)
-        values = np.stack([np.asarray(value_and_derivatives(jnp.asarray(x), rows, jnp.asarray(column))[0])
+        values = np.stack([np.asarray(value_and_derivatives(on_device(x), rows, on_device(column))[0])
                            for column in log_spots.T], axis=1)                             # (R, K)
         outside = (log_spots < x[:, :1]) | (log_spots > x[:, -1:])
         return combine @ np.where(outside, np.nan, values)
@@ -187,7 +189,7 @@ class PdePlan:
         ``table.vols``."""
         weights = jnp.asarray(weights, dtype=jnp.float64)
         return cached_call(_weighted_value_and_gradient, (self.march, self.readout, self.options),
-                           (self.arguments, self._table(vols), jnp.asarray(self.x), self._log_spot(), self.combine,
+                           (self.arguments, self._table(vols), on_device(self.x), self._spot(), self.combine,
                             weights))
 
     def bump_window(self, vols) -> tuple[int, int] | None:
@@ -233,13 +235,13 @@ class PdePlan:
         count = len(ends)
         slots = np.full(self.arguments["steps"].dt.shape[0] + 1, count, dtype=np.int32)
         slots[ends] = np.arange(count)
-        state = jnp.zeros((count + 1,) + tuple(self.arguments["terminal"].shape), dtype=jnp.float64)
-        levels = Levels(slots=jnp.asarray(slots), inject=state, captured=state)
+        state = on_device(np.zeros((count + 1,) + tuple(self.arguments["terminal"].shape)))
+        levels = Levels(slots=on_device(slots), inject=state, captured=state)
         value, gradient, rows, captured, adjoint = cached_call(
             _captured_value_and_gradients, (self.march, self.readout, self.options),
-            (self.arguments, self.table, jnp.asarray(self.x), self._log_spot(), self.combine,
-             jnp.asarray(weights), levels))
-        base = np.asarray(_trade_values(rows, jnp.asarray(self.x), self._log_spot(), self.combine))
+            (self.arguments, self.table, on_device(self.x), self._spot(), self.combine,
+             on_device(weights), levels))
+        base = np.asarray(_trade_values(rows, on_device(self.x), self._spot(), self.combine))
         captured, adjoint = np.asarray(captured), np.asarray(adjoint)
         owner = np.asarray(self.arguments["trade"])
         bumped = np.repeat(base[:, None], len(windows), axis=1)
@@ -265,7 +267,7 @@ class PdePlan:
 
 def identity_combine(trades: int) -> jax.Array:
     """The (T, T) identity: one readout row per trade."""
-    return jnp.eye(trades, dtype=jnp.float64)
+    return on_device(np.eye(trades))
 
 
 def as_table(vol: VolTable) -> VolTable:
