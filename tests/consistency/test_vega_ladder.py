@@ -18,6 +18,7 @@ from shoals.greeks.vega_ladder import (
 from shoals.instruments import Asian, Barrier, Cliquet, European, Lookback
 from shoals.market.local_vol import build_local_vol
 from shoals.methods import FiniteDifference
+from shoals.risk.run import run_book
 
 LEAN = FiniteDifference(space_nodes=121, time_steps=80, vega=False)
 
@@ -114,3 +115,26 @@ def test_windowed_bumps_are_the_full_bumped_solves(market, name):
     np.testing.assert_allclose(result.gradient, np.asarray(gradient), rtol=1e-10, atol=1e-12)
     windows = [plan.bump_window(v) for v in bumped]
     assert any(w is not None and w[1] - w[0] < plan.arguments["steps"].dt.shape[0] for w in windows)
+
+
+def test_windowed_bumps_need_non_zero_weights(market):
+    snapshot, grid, bumped, _ = market
+    plan, _ = LEAN.plan(WINDOWED["barrier"][0], snapshot, local_vol=grid)
+    with pytest.raises(ValueError, match="non-zero weights"):
+        plan.ladder_values(np.array([1.0, 0.0]), bumped[:2])
+
+
+def test_run_ladder_by_windows_is_the_ladder_by_full_bumped_solves(tmp_path):
+    """run_book with AAD solves the bumps by windows; without AAD by full bumped solves: same bump ladder."""
+    header = "id,instrument,option_type,strike,maturity,quantity,notional,barrier,barrier_type,average,fixings"
+    lines = ["b0,barrier,call,100,0.3,1,10,80,down-and-out,,", "b1,barrier,put,95,1.2,-2,5,85,down-and-out,,",
+             "a0,asian,call,100,0.8,1,3,,,arithmetic,8", "a1,asian,put,105,1.4,1,2,,,arithmetic,12"]
+    book = tmp_path / "book.csv"
+    book.write_text(header + "\n" + "\n".join(lines) + "\n")
+    snapshot = skewed_snapshot()
+    windowed = run_book(market=snapshot, book=book, quote_risk=False)
+    full = run_book(market=snapshot, book=book, quote_risk=False, aad=False)
+    assert windowed.summary["ladder"]["aad_trades"] == 4
+    scale = np.abs(full.ladder["vega_bump"]).max()
+    np.testing.assert_allclose(windowed.ladder["vega_bump"], full.ladder["vega_bump"], rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(windowed.trades["vega"], full.trades["vega"], rtol=1e-9, atol=1e-12)
