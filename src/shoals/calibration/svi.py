@@ -181,6 +181,7 @@ def raw_from_unconstrained(x):
     return a, b, rho, x[..., 3], sigma
 
 
+@jax.jit
 def unconstrained_from_raw(a, b, rho, m, sigma, *, min_variance_floor=1e-10, slope_floor=1e-8):
     """Inverse of :func:`raw_from_unconstrained`, projecting into the admissible domain first.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 
@@ -22,12 +23,14 @@ class SVIDerivatives(NamedTuple):
     d2w: jnp.ndarray
 
 
+@jax.jit
 def svi_total_variance(*, log_moneyness, a, b, rho, m, sigma):
     """Raw SVI total implied variance w(k), broadcast over all inputs."""
     km = jnp.asarray(log_moneyness, dtype=jnp.float64) - m
     return a + b * (rho * km + jnp.sqrt(km * km + sigma * sigma))
 
 
+@jax.jit
 def svi_derivatives(*, log_moneyness, a, b, rho, m, sigma) -> SVIDerivatives:
     """w, w' = b [rho + (k-m)/R], w'' = b sigma^2 / R^3 with R = sqrt((k-m)^2 + sigma^2)."""
     km = jnp.asarray(log_moneyness, dtype=jnp.float64) - m
@@ -36,6 +39,7 @@ def svi_derivatives(*, log_moneyness, a, b, rho, m, sigma) -> SVIDerivatives:
     return SVIDerivatives(w=w, dw=b * (rho + km / root), d2w=b * sigma * sigma / root ** 3)
 
 
+@jax.jit
 def butterfly_density(*, w, dw, d2w, log_moneyness):
     """Gatheral-Jacquier g(k); the smile is free of butterfly arbitrage iff g >= 0 (and w > 0).
 

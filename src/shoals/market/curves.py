@@ -40,14 +40,8 @@ class ZeroCurve:
 
     def integral(self, t):
         """int_0^t z = t z(t) (linear in t between pillars; flat zero rate outside)."""
-        t = jnp.asarray(t, dtype=jnp.float64)
-        times = jnp.asarray(self.times, dtype=jnp.float64)
-        rates = jnp.asarray(self.zero_rates, dtype=jnp.float64)
-        tz = times * rates
-        inside = jnp.interp(t, times, tz)
-        before = t * rates[0]
-        after = t * rates[-1]
-        return jnp.where(t < times[0], before, jnp.where(t > times[-1], after, inside))
+        return _integral(jnp.asarray(self.times, dtype=jnp.float64), jnp.asarray(self.zero_rates, dtype=jnp.float64),
+                         jnp.asarray(t, dtype=jnp.float64))
 
     def zero_rate(self, t):
         t = jnp.asarray(t, dtype=jnp.float64)
@@ -56,3 +50,10 @@ class ZeroCurve:
 
     def discount(self, t):
         return jnp.exp(-self.integral(t))
+
+
+@jax.jit
+def _integral(times, rates, t):
+    """:meth:`ZeroCurve.integral` (one compiled program per shape, not one per operation)."""
+    inside = jnp.interp(t, times, times * rates)
+    return jnp.where(t < times[0], t * rates[0], jnp.where(t > times[-1], t * rates[-1], inside))

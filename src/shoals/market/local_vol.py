@@ -238,6 +238,7 @@ def local_vol_on(snapshot, like: LocalVolGrid, *, min_denominator: float = 1e-4,
     return LocalVolGrid(times=times, spots=jnp.asarray(like.spots), vols=jnp.sqrt(result.local_variance))
 
 
+@jax.jit
 def _evaluation_times(times, expiries):
     """The grid's time nodes with t = 0 replaced by 1e-6 T_1: the t -> 0+ limit of the local variance."""
     times = jnp.asarray(times, dtype=jnp.float64)
