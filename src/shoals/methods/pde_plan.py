@@ -226,7 +226,8 @@ class PdePlan:
           rows of trade t (``weights`` must be non-zero).
 
         One gradient pass for the chunk, then one window solve per bump (one compiled program for every
-        window).  Validation: tests/unit/test_pde_plan.py (= the full bumped solves on every family)."""
+        window).  Validation: tests/consistency/test_vega_ladder.py (= the full bumped solves on every family,
+        and the run's ladder = the ladder by full bumped solves)."""
         weights = np.asarray(weights, dtype=np.float64)
         if np.any(weights == 0.0):
             raise ValueError("ladder_values needs non-zero weights (the adjoint state is divided by them)")
