@@ -380,7 +380,7 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     (``terminal`` ignored), returning V at level ``stop``.  Both serve exact windowed bumps: a bump that
     changes sigma only on steps [first, stop) leaves V at level ``first`` unchanged, and after ``stop`` the
     scheme is affine in V, so the bumped result differs from the base by lambda . (V_bumped - V) at level
-    ``stop``, lambda the base adjoint state there (:meth:`shoals.methods.pde_plan.PdePlan.window_values`).
+    ``stop``, lambda the base adjoint state there (:meth:`shoals.methods.pde_plan.PdePlan.ladder_values`).
     """
     group_vol = vol if vol.vols.ndim == 2 or vol_repeat == 1 else vol._replace(vols=vol.vols[::vol_repeat])
     j, v = _cell(vol.spots, jnp.exp(x[::vol_repeat]))

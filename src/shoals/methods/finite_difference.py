@@ -71,7 +71,7 @@ class PdeMarket:
         padded = np.zeros(max(64, 1 << max(flat.size - 1, 0).bit_length()))
         padded[:flat.size] = flat
         rate, dividend = _curve_integrals(self.curves.rate, self.curves.dividend, on_device(padded))
-        return (np.asarray(rate)[:flat.size].reshape(times.shape), np.asarray(dividend)[:flat.size].reshape(times.shape))
+        return tuple(np.asarray(a)[:flat.size].reshape(times.shape) for a in (rate, dividend))
 
     def discount(self, times):
         """exp(-int_0^t r) at ``times`` (last axis the batch)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import NamedTuple
 
 import jax
@@ -192,21 +192,29 @@ class PdePlan:
                            (self.arguments, self._table(vols), on_device(self.x), self._spot(), self.combine,
                             weights))
 
+    @cached_property
+    def _step_cells(self):
+        """Per step and row (host side, computed once per plan): the time cell of the table read at the step's
+        mid-time (rows i and i + 1 are read) and whether the step has a length (padding steps are the
+        identity whatever the vol)."""
+        steps = self.arguments["steps"]
+        start, dt = np.asarray(steps.start), np.asarray(steps.dt)
+        times = np.asarray(self.table.times)
+        cell = np.clip(np.searchsorted(times, start - 0.5 * dt, side="right") - 1, 0, times.size - 2)
+        return cell, dt > 0.0
+
     def bump_window(self, vols) -> tuple[int, int] | None:
         """The steps [first, stop) of this plan's solve that read a node of the table where ``vols`` differs
         from the plan's own (host side, by the time cells :func:`~shoals.kernels.pde.solve_backward` reads at
         each step's mid-time, widened by one step on each side); None when no step does (the values under
         ``vols`` are the base values).  A per-trade table (flat vols) gives the whole solve."""
-        steps = self.arguments["steps"]
-        start, dt = np.asarray(steps.start), np.asarray(steps.dt)
-        count = start.shape[0]
+        cell, live = self._step_cells
+        count = cell.shape[0]
         base = np.asarray(self.table.vols)
         if base.ndim != 2:
             return 0, count
         changed = np.any(np.asarray(vols) != base, axis=1)                       # (nt,)
-        times = np.asarray(self.table.times)
-        cell = np.clip(np.searchsorted(times, start - 0.5 * dt, side="right") - 1, 0, times.size - 2)
-        reads = (changed[cell] | changed[cell + 1]) & (dt > 0.0)                 # (steps, B)
+        reads = (changed[cell] | changed[cell + 1]) & live                      # (steps, B)
         touched = np.flatnonzero(reads.any(axis=1))
         if touched.size == 0:
             return None

@@ -20,7 +20,8 @@ get the bump ladder only (:data:`AAD_EXCLUDED`): the summary says how many trade
 per-trade ``vega`` column is the sum of the trade's bump ladder, i.e. the central difference for a parallel
 move of every slice's ATM vol (shape kept in total variance).  A pillar's bump leaves the local vol unchanged
 before the previous pillar, so a chunk whose trades all mature by then keeps its base values for that bump
-without solving (exactly what the solve would return: :func:`~shoals.greeks.vega_ladder.unchanged_until`);
+without solving (exactly what the solve would return: :func:`~shoals.greeks.vega_ladder.unchanged_until`,
+per step :meth:`PdePlan.bump_window <shoals.methods.pde_plan.PdePlan.bump_window>`);
 the maturity bands make such chunks (the example's warm run: 44.6 s -> 29.0 s).  In a chunk with an AAD
 pass, each bump is solved only over the steps it changes, exactly (:meth:`PdePlan.ladder_values
 <shoals.methods.pde_plan.PdePlan.ladder_values>`; the example's warm run 15.5 s -> ~11 s).
@@ -43,7 +44,6 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -62,7 +62,6 @@ from shoals.greeks.vega_ladder import (
     bumped_vol_grids,
     ladder_from_bumps,
     surface_gradient,
-    unchanged_until,
 )
 from shoals.instruments import stack
 from shoals.io.book import BookRow, read_book
@@ -111,11 +110,6 @@ class SharedMarket:
     bumped_vols: np.ndarray | None
     method: object
     aad: bool
-
-    @cached_property
-    def bump_reach(self) -> np.ndarray:
-        """Per bumped grid, the time up to which it equals the base (:func:`unchanged_until`), computed once."""
-        return unchanged_until(self.bumped_vols, self.local_vol)
 
 
 @dataclass(frozen=True)
@@ -169,11 +163,10 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
                 bump_values[members] = ladder.bumped
                 gradient = gradient + ladder.gradient
             else:
-                # A bump that leaves every vol row these trades' solves read unchanged leaves their values as is.
-                moves = shared.bump_reach < max(_maturity(rows[i]) for i in members)
+                # A bump that changes no vol node these trades' solves read leaves their values as they are.
                 base = frame["price"].to_numpy(dtype=np.float64)[members]
-                bump_values[members] = np.stack([np.asarray(plan.values(v)) if move else base
-                                                 for v, move in zip(shared.bumped_vols, moves)], axis=1)
+                bump_values[members] = np.stack([base if plan.bump_window(v) is None else np.asarray(plan.values(v))
+                                                 for v in shared.bumped_vols], axis=1)
                 if adjoint:
                     gradient = gradient + np.asarray(plan.value_and_gradient(weights)[1])
             aad[members] = adjoint
