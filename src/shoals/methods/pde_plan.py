@@ -30,6 +30,7 @@ import numpy as np
 
 from shoals._arrays import on_device
 from shoals._exported import cached_call
+from shoals.errors import InputError
 from shoals.kernels.pde import Levels, VolTable, Window, value_and_derivatives
 
 
@@ -131,7 +132,8 @@ class PdePlan:
             return self.table
         vols = jnp.asarray(vols, dtype=jnp.float64)
         if vols.shape != self.table.vols.shape:
-            raise ValueError(f"vols of shape {vols.shape} do not match the plan's table {self.table.vols.shape}")
+            raise InputError(f"vols of shape {vols.shape} do not match the plan's table {self.table.vols.shape}",
+                             field="vols", value=vols.shape)
         return self.table._replace(vols=vols)
 
     def _rows(self, vols=None) -> jax.Array:
@@ -213,7 +215,7 @@ class PdePlan:
         base = np.asarray(self.table.vols)
         if base.ndim != 2:
             return 0, count
-        changed = np.any(np.asarray(vols) != base, axis=1)                       # (nt,)
+        changed = np.any(np.asarray(self._table(vols).vols) != base, axis=1)     # (nt,)
         reads = (changed[cell] | changed[cell + 1]) & live                      # (steps, B)
         touched = np.flatnonzero(reads.any(axis=1))
         if touched.size == 0:
@@ -237,8 +239,13 @@ class PdePlan:
         window).  Validation: tests/consistency/test_vega_ladder.py (= the full bumped solves on every family,
         and the run's ladder = the ladder by full bumped solves)."""
         weights = np.asarray(weights, dtype=np.float64)
-        if np.any(weights == 0.0):
-            raise ValueError("ladder_values needs non-zero weights (the adjoint state is divided by them)")
+        if weights.shape != (self.trades,):
+            raise InputError(f"one weight per trade ({self.trades}), got shape {weights.shape}", field="weights",
+                             value=weights.shape)
+        zero = np.flatnonzero(~(weights != 0.0))
+        if zero.size:
+            raise InputError("ladder_values needs non-zero weights (the adjoint state is divided by them)",
+                             field="weights", row=int(zero[0]), value=weights[zero[0]])
         windows = [self.bump_window(vols) for vols in bumped_vols]
         ends = sorted({level for window in windows if window is not None for level in window})
         count = len(ends)
