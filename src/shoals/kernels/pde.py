@@ -238,8 +238,9 @@ def _linear_weights(x, end):
 
 def theta_step(values, *, x, half_variance, drift, rate, dt, theta, lower_value, upper_value,
                lower_dirichlet, upper_dirichlet, lower_node=None, upper_node=None, lower_weights=None,
-               upper_weights=None, grid: Geometry | None = None):
-    """One backward step of length ``dt`` (batch,) from V^{n+1} = ``values`` (batch, n) to V^n.
+               upper_weights=None, grid: Geometry | None = None, nodes_first: bool = False):
+    """One backward step of length ``dt`` (batch,) from V^{n+1} = ``values`` (batch, n) to V^n (both (n, batch)
+    with ``nodes_first``: the layout :func:`solve_backward` carries).
 
     ``half_variance`` (batch, n) is a = sigma^2 / 2 at the step's mid-time (or (n, batch) transposed when
     ``grid``, the precomputed :func:`geometry` of ``x``, is given: the layout of :func:`solve_backward`);
@@ -259,7 +260,7 @@ def theta_step(values, *, x, half_variance, drift, rate, dt, theta, lower_value,
     if grid is None:
         grid = geometry(x)
         half_variance = half_variance.T
-    v = values.T
+    v = values if nodes_first else values.T
     a = half_variance[1:-1]
     mu = drift[None, :]
     lower = a * grid.l_a + mu * grid.l_mu
@@ -293,7 +294,8 @@ def theta_step(values, *, x, half_variance, drift, rate, dt, theta, lower_value,
     inner = _thomas_rows(a_lower, a_diag, a_upper, rhs)
     low = jnp.where(lower_dirichlet, lower_value, w1_low * inner[0] + w2_low * inner[1] + w0_low)
     high = jnp.where(upper_dirichlet, upper_value, w1_up * inner[-1] + w2_up * inner[-2] + w0_up)
-    return jnp.concatenate([low[None, :], inner, high[None, :]], axis=0).T
+    result = jnp.concatenate([low[None, :], inner, high[None, :]], axis=0)
+    return result if nodes_first else result.T
 
 
 class Steps(NamedTuple):
@@ -405,52 +407,56 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
         pairs = jnp.stack([at_time[:, :-1], at_time[:, 1:]], axis=-1).reshape(-1, 2)[pair_index]
         return ((1.0 - spot_cells[1]) * pairs[..., 0] + spot_cells[1] * pairs[..., 1]) ** 2
 
-    def body(values, inputs):
+    def body(state, inputs):
+        """One step on the state carried nodes first, (n, batch): the layout of the Thomas sweep, so that no
+        step transposes it; the hooks see V as (batch, n), a free view of that state."""
         index, step, data = inputs
         half_variance = 0.5 * variance(step)
         if vol_repeat > 1:
             nodes, groups = half_variance.shape
             half_variance = jnp.broadcast_to(half_variance[:, :, None], (nodes, groups, vol_repeat)).reshape(
                 nodes, groups * vol_repeat)
-        weights = (None, None) if boundary is None else boundary(values, data, index, event_constants)
-        values = theta_step(values, x=x, half_variance=half_variance, drift=step.drift, rate=step.rate,
-                            dt=step.dt, theta=step.theta, lower_value=step.lower_value,
-                            upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
-                            upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
-                            lower_weights=weights[0], upper_weights=weights[1], grid=grid)
+        weights = (None, None) if boundary is None else boundary(state.T, data, index, event_constants)
+        state = theta_step(state, x=x, half_variance=half_variance, drift=step.drift, rate=step.rate,
+                           dt=step.dt, theta=step.theta, lower_value=step.lower_value,
+                           upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
+                           upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
+                           lower_weights=weights[0], upper_weights=weights[1], grid=grid, nodes_first=True)
         if event is not None:
-            values = (event(values, data, index) if event_constants is None
-                      else event(values, data, index, event_constants))
-        return values, None
+            values = (event(state.T, data, index) if event_constants is None
+                      else event(state.T, data, index, event_constants))
+            state = values.T
+        return state, None
 
     count = steps.dt.shape[0]
     if window is not None:
-        def window_body(index, values):
+        def window_body(index, state):
             at = (lambda a: a[index])
-            return body(values, (index, jax.tree.map(at, steps), jax.tree.map(at, event_data)))[0]
+            return body(state, (index, jax.tree.map(at, steps), jax.tree.map(at, event_data)))[0]
 
-        return jax.lax.fori_loop(window.first, window.stop, window_body, window.initial)
+        return jax.lax.fori_loop(window.first, window.stop, window_body, window.initial.T).T
     if levels is not None:
-        def at_level(values, captured, index):
+        def at_level(state, captured, index):
             slot = levels.slots[index]
             if levels.inject is not None:
-                values = values + levels.inject[slot]
+                state = state + levels.inject[slot].T
             if captured is not None:
-                captured = captured.at[slot].set(values)
-            return values, captured
+                captured = captured.at[slot].set(state.T)
+            return state, captured
 
         def level_body(carry, inputs):
-            values, captured = at_level(*carry, inputs[0])
-            return (body(values, inputs)[0], captured), None
+            state, captured = at_level(*carry, inputs[0])
+            return (body(state, inputs)[0], captured), None
 
         level_body = jax.checkpoint(level_body) if checkpoint else level_body
-        (values, captured), _ = jax.lax.scan(level_body, (terminal, levels.captured),
-                                             (jnp.arange(count), steps, event_data))
-        return at_level(values, captured, count)
+        (state, captured), _ = jax.lax.scan(level_body, (terminal.T, levels.captured),
+                                            (jnp.arange(count), steps, event_data))
+        state, captured = at_level(state, captured, count)
+        return state.T, captured
     if checkpoint:
         body = jax.checkpoint(body)
-    values, _ = jax.lax.scan(body, terminal, (jnp.arange(count), steps, event_data))
-    return values
+    state, _ = jax.lax.scan(body, terminal.T, (jnp.arange(count), steps, event_data))
+    return state.T
 
 
 def time_steps(maturities, n_steps: int, events=(), rannacher: int = 2):

@@ -153,24 +153,21 @@ def _row_steps(market_rows, maturities, events, method, repeats, *, smooth_event
 
 
 def _lagrange(nodes, values, targets):
-    """Interpolate ``values`` (B, n, C) given on ``nodes`` (B, n) along axis 1 at ``targets`` (B, K, C):
+    """Interpolate ``values`` (C, B, n) given on ``nodes`` (B, n) along the last axis at ``targets`` (C, B, K):
     the cubic through the 4 nodes around each target inside [nodes_0, nodes_{n-1}], linear extrapolation
-    from the two end nodes outside."""
+    from the two end nodes outside.  The layout is the solver's (spot nodes first, C of them): the jump
+    conditions read and write the state without transposing it."""
     n = nodes.shape[1]
-    batch, k, c = targets.shape
-    flat = targets.reshape(batch, k * c)
     # Nodes <= target by comparing with all of them, one node at a time over every target: a family's few
     # state nodes make this cheaper than a vectorised binary search, and the loop over nodes keeps each
-    # pass a contiguous elementwise sweep (the example's Asian jump, 10 trades x 41 x 161 targets over 41
-    # nodes: 0.19-0.40 ms, against 1.5-2.1 ms for one reduction over a trailing node axis).
-    count = jnp.zeros(flat.shape, dtype=jnp.int32)
+    # pass a contiguous elementwise sweep.
+    count = jnp.zeros(targets.shape, dtype=jnp.int32)
     for node in range(n):
-        count = count + (nodes[:, node, None] <= flat).astype(jnp.int32)
-    cell = count.reshape(batch, k, c)
-    first = jnp.clip(cell - 2, 0, n - 4)
-    take = (lambda a, i: jnp.take_along_axis(a, i, axis=1))
-    xs = [take(nodes[:, :, None], first + m) for m in range(4)]
-    ys = [take(values, first + m) for m in range(4)]
+        count = count + (nodes[None, :, node, None] <= targets).astype(jnp.int32)
+    first = jnp.clip(count - 2, 0, n - 4)
+    row = jnp.arange(nodes.shape[0])[None, :, None]
+    xs = [nodes[row, first + m] for m in range(4)]
+    ys = [jnp.take_along_axis(values, first + m, axis=2) for m in range(4)]
     inside = jnp.zeros_like(targets)
     for i in range(4):
         weight = jnp.ones_like(targets)
@@ -178,12 +175,11 @@ def _lagrange(nodes, values, targets):
             if j != i:
                 weight = weight * (targets - xs[j]) / (xs[i] - xs[j])
         inside = inside + weight * ys[i]
-    low_slope = (values[:, 1] - values[:, 0]) / (nodes[:, 1] - nodes[:, 0])[:, None]
-    high_slope = (values[:, -1] - values[:, -2]) / (nodes[:, -1] - nodes[:, -2])[:, None]
-    below = values[:, :1] + low_slope[:, None] * (targets - nodes[:, :1, None])
-    above = values[:, -1:] + high_slope[:, None] * (targets - nodes[:, -1:, None])
-    return jnp.where(targets < nodes[:, :1, None], below,
-                     jnp.where(targets > nodes[:, -1:, None], above, inside))
+    low_slope = (values[..., 1] - values[..., 0]) / (nodes[:, 1] - nodes[:, 0])[None, :]
+    high_slope = (values[..., -1] - values[..., -2]) / (nodes[:, -1] - nodes[:, -2])[None, :]
+    below = values[..., :1] + low_slope[..., None] * (targets - nodes[None, :, :1])
+    above = values[..., -1:] + high_slope[..., None] * (targets - nodes[None, :, -1:])
+    return jnp.where(targets < nodes[None, :, :1], below, jnp.where(targets > nodes[None, :, -1:], above, inside))
 
 
 def _log_grid(market, maturities, method, centers, scale):
@@ -201,21 +197,28 @@ def _asian_event(values, data, index, constants):
     a (``state``, (trades, nodes)) is A or ln G, s (``spot_state``) the same function of the spot nodes.
     ``data``: ``fixing`` (trades,) k (0: no fixing) and the ``movers`` / ``size`` of :func:`_jump_movers`."""
     state, spot_state = constants
-    trades, per_trade = state.shape
 
-    def jump(kept, chosen):
+    def jump(kept, chosen):                       # kept (spot nodes, chosen trades, average nodes)
         fixing = data["fixing"][chosen]
         own = state[chosen]
-        targets = own[:, :, None] + (spot_state[chosen][:, None, :] - own[:, :, None]) / jnp.maximum(
-            fixing, 1.0)[:, None, None]
-        return jnp.where(fixing[:, None, None] > 0.0, _lagrange(own, kept, targets), kept)
+        targets = own[None] + (spot_state[chosen].T[:, :, None] - own[None]) / jnp.maximum(fixing, 1.0)[None, :, None]
+        return jnp.where(fixing[None, :, None] > 0.0, _lagrange(own, kept, targets), kept)
 
-    surfaces = values.reshape(trades, per_trade, -1)
-    return _jump_movers(surfaces, data["movers"], data["size"], jump).reshape(values.shape)
+    return _family_jump(values, state.shape, data, jump)
+
+
+def _family_jump(values, family, data, jump):
+    """``values`` (trades x members, nodes) with ``jump`` applied (:func:`_jump_movers`) to the surfaces of
+    the trades that jump, in the solver's layout: ``jump(kept, chosen)`` receives and returns
+    (nodes, chosen trades, members) (``values.T`` is a free view of the state the solver carries, while
+    (trades, members, nodes) would be a transposed copy at every step)."""
+    trades, members = family
+    surfaces = values.T.reshape(values.shape[1], trades, members)
+    return _jump_movers(surfaces, data["movers"], data["size"], jump).reshape(values.shape[1], -1).T
 
 
 def _jump_movers(surfaces, movers, size, jump):
-    """``surfaces`` (trades, ...) with ``jump(kept, chosen) -> new`` applied to the trades ``chosen``: the first
+    """``surfaces`` (nodes, trades, ...) with ``jump(kept, chosen) -> new`` applied to the trades ``chosen``: the first
     ``_mover_sizes(trades)[size - 1]`` of ``movers`` (``size`` 0: none).  Trades fix or reset on different
     steps (~5 of the example's 26 Asians per firing step), so only the smallest batch holding the trades
     that jump is interpolated (a switch over batch sizes); ``jump`` must leave the padding trades (those
@@ -223,7 +226,7 @@ def _jump_movers(surfaces, movers, size, jump):
     def apply(count):
         def run(surfaces):
             chosen = movers[:count]
-            return surfaces.at[chosen].set(jump(surfaces[chosen], chosen), unique_indices=True)
+            return surfaces.at[:, chosen].set(jump(surfaces[:, chosen], chosen), unique_indices=True)
         return run
 
     branches = [lambda surfaces: surfaces] + [apply(count) for count in _mover_sizes(movers.shape[0])]
@@ -452,17 +455,15 @@ def _cliquet_event(values, data, index, constants):
     xi = 0 node of each member, interpolated in ln R at ln S = ln R + xi; for the trades resetting at this
     step (``data``: ``flag`` and ``pay`` pi_i (trades,), the ``movers`` / ``size`` of :func:`_jump_movers`)."""
     level, xi, coupon, origin = constants
-    trades, per_trade = level.shape
 
-    def jump(kept, chosen):
-        diagonal = jnp.take_along_axis(kept, origin[chosen][:, None, None], axis=2)
-        targets = (level[chosen][:, :, None] + xi[chosen][:, None, :]).reshape(chosen.shape[0], -1, 1)
-        continuation = _lagrange(level[chosen], diagonal, targets).reshape(kept.shape)
-        moved = data["pay"][chosen][:, None, None] * coupon[chosen][:, None, :] + continuation
-        return jnp.where(data["flag"][chosen][:, None, None] > 0.0, moved, kept)
+    def jump(kept, chosen):                       # kept (xi nodes, chosen trades, reset-level nodes)
+        diagonal = kept[origin[chosen], jnp.arange(chosen.shape[0])]                   # (chosen, members)
+        targets = level[chosen][None] + xi[chosen].T[:, :, None]
+        continuation = _lagrange(level[chosen], jnp.broadcast_to(diagonal, kept.shape), targets)
+        moved = data["pay"][chosen][None, :, None] * coupon[chosen].T[:, :, None] + continuation
+        return jnp.where(data["flag"][chosen][None, :, None] > 0.0, moved, kept)
 
-    surfaces = values.reshape(trades, per_trade, -1)
-    return _jump_movers(surfaces, data["movers"], data["size"], jump).reshape(values.shape)
+    return _family_jump(values, level.shape, data, jump)
 
 
 def _cliquet_march(table, a, options, checkpoint, levels=None, window=None):
