@@ -25,9 +25,8 @@ import shoals  # noqa: F401  (float64)
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
 from shoals.kernels.black_scholes import black_scholes_price
-from shoals.kernels.pde import split_steps, time_groups, time_steps
+from shoals.kernels.pde import split_steps, time_groups, time_steps, uniform_time_steps
 from shoals.market import FlatMarket
-from shoals.methods.fd_vanilla import schedule
 from shoals.methods.finite_difference import FiniteDifference
 
 SPOT, RATE, DIVIDEND, VOL = 100.0, 0.03, 0.03, 0.25
@@ -159,14 +158,14 @@ def test_bad_method_settings():
 
 
 @pytest.mark.parametrize("rannacher", [0, 2])
-def test_schedule_is_the_kernel_time_steps(rannacher):
-    maturities = np.array([1.0, 0.5, 2.0])
-    pieces = np.array([1, 4, 3])
+def test_uniform_time_steps_are_the_kernel_time_steps(rannacher):
+    maturities = np.array([1.0, 0.5, 2.0, 5.0])
+    pieces = np.array([1, 4, 3, 60])
     events = [[maturity * k / m for k in range(1, m)] for maturity, m in zip(maturities, pieces)]
-    start, dt, theta, at_event = schedule(maturities, 20, pieces, rannacher)
+    start, dt, theta, event_index = uniform_time_steps(maturities, 20, pieces, rannacher)
     k_start, k_dt, k_theta, k_event = time_steps(maturities, 20, events, rannacher)
     assert np.allclose(start, k_start, atol=1e-14) and np.allclose(dt, k_dt, atol=1e-14)
-    assert np.array_equal(theta, k_theta) and np.array_equal(at_event, k_event >= 0)
+    assert np.array_equal(theta, k_theta) and np.array_equal(event_index, k_event)
 
 
 def test_results_are_float64():

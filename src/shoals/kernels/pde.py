@@ -508,6 +508,38 @@ def time_steps(maturities, n_steps: int, events=(), rannacher: int = 2):
     return start, dt, theta, event_index
 
 
+def uniform_time_steps(maturities, n_steps: int, pieces, rannacher: int):
+    """Vectorised :func:`time_steps` for events equally spaced at T/m, 2T/m, ... (m = ``pieces`` per trade, 1
+    for none: Asian fixings, cliquet resets, discrete barrier dates): each piece is cut into ceil(n_steps / m)
+    steps, the first (after maturity and after each event) replaced by ``rannacher`` implicit sub-steps;
+    zero-length padding.  Returns ``(start, dt, theta, event_index)`` as :func:`time_steps` does, without its
+    Python loop over trades and steps.
+
+    Validation: tests/unit/test_pde_kernel.py::test_uniform_time_steps_are_the_kernel_time_steps.
+    """
+    maturities = np.asarray(maturities, dtype=np.float64)
+    pieces = np.asarray(pieces, dtype=np.int64)
+    per_piece = np.maximum(1, np.ceil(n_steps / pieces - 1e-9)).astype(np.int64)
+    steps_per_piece = per_piece - 1 + rannacher if rannacher > 0 else per_piece
+    total = pieces * steps_per_piece
+    s = np.arange(int(total.max()))[:, None]
+    piece, k = s // steps_per_piece, s % steps_per_piece
+    valid = s < total
+    length = maturities / pieces
+    top = maturities - piece * length
+    h = length / per_piece
+    if rannacher > 0:
+        sub = k < rannacher
+        start = np.where(sub, top - k * h / rannacher, top - h - (k - rannacher) * h)
+        dt = np.where(sub, h / rannacher, h)
+        theta = np.where(sub, 1.0, 0.5)
+    else:
+        start, dt, theta = top - k * h, np.broadcast_to(h, valid.shape), np.full(valid.shape, 0.5)
+    at_event = valid & (k == steps_per_piece - 1) & (piece < pieces - 1)
+    event_index = np.where(at_event, pieces - 2 - piece, -1).astype(np.int32)
+    return np.where(valid, start, 0.0), np.where(valid, dt, 0.0), np.where(valid, theta, 0.5), event_index
+
+
 @jax.jit
 def value_and_derivatives(x, values, x0):
     """V, dV/dx, d2V/dx2 at ``x0`` (batch,) by the cubic through the 4 nodes around it (non-uniform grid).

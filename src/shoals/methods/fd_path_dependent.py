@@ -72,7 +72,7 @@ from shoals.kernels.pde import (
     split_steps,
     stretched_nodes,
     table_vol,
-    time_steps,
+    uniform_time_steps,
 )
 from shoals.methods.pde_plan import PdePlan, as_table, identity_combine, row_table
 
@@ -108,20 +108,6 @@ def _field(contract, name, batch, dtype=np.float64):
     return as_batch(getattr(contract, name), batch, dtype)
 
 
-def replicate(market, repeats: int):
-    """The :class:`PdeMarket` with each trade's row repeated ``repeats`` times (trade-major): the market
-    of a family of 1-D solves per trade.  A shared (local vol) table stays shared.
-
-    Validation: every pricer here (tests/unit/test_pde_path_dependent.py, flat and local vol).
-    """
-    vol = row_table(market.vol, np.repeat(np.arange(market.batch), repeats))
-    rows = {"spot": np.repeat(market.spot, repeats), "vol": vol}
-    if market.flat_rate is not None:
-        rows.update(flat_rate=np.repeat(market.flat_rate, repeats),
-                    flat_dividend=np.repeat(market.flat_dividend, repeats))
-    return replace(market, **rows)
-
-
 def _vol_scale(market, maturities):
     """Root-mean-square vol at the spot over [0, T] per trade (sets the grid widths)."""
     fractions = 5
@@ -133,13 +119,18 @@ def _vol_scale(market, maturities):
     return np.maximum(np.sqrt(np.mean(variance, axis=0)), 0.02)
 
 
-def _row_steps(market_rows, maturities, events, method, repeats, *, smooth_events=False, period_steps=0):
-    """Kernel steps for a family of ``repeats`` members per trade: ``method.time_steps`` over each life (at
-    least ``period_steps`` between consecutive events), Rannacher start-up after maturity and, unless the
-    jumps keep the solution smooth (``smooth_events``: Asian fixings, no sub-steps), after every event; steps
-    cut at the local vol's jumps in time (:attr:`PdeMarket.jumps`, and :func:`~shoals.kernels.pde.split_steps`)."""
-    count = max([method.time_steps] + [period_steps * (len(e) + 1) for e in events])
-    start, dt, theta, event_index = time_steps(maturities, count, events, 0 if smooth_events else method.rannacher)
+def _row_steps(market, maturities, pieces, method, repeats, *, smooth_events=False, period_steps=0):
+    """Kernel steps for a family of ``repeats`` members per trade of ``market`` (the trades' market):
+    ``method.time_steps`` over each life cut at ``pieces`` - 1 equally spaced events (fixings, resets; at least ``period_steps`` per
+    piece), Rannacher start-up after maturity and, unless the jumps keep the solution smooth
+    (``smooth_events``: Asian fixings, no sub-steps), after every event; steps cut at the local vol's jumps in
+    time (:attr:`PdeMarket.jumps`, and :func:`~shoals.kernels.pde.split_steps`).  Computed per trade, then
+    repeated for the members.  Returns the :class:`~shoals.kernels.pde.Steps` of the rows and the event index
+    (steps, trades)."""
+    pieces = np.asarray(pieces, dtype=np.int64)
+    count = max(method.time_steps, period_steps * int(pieces.max()))
+    start, dt, theta, event_index = uniform_time_steps(maturities, count, pieces,
+                                                       0 if smooth_events else method.rannacher)
     if smooth_events and method.rannacher > 0:
         # The first step (it ends at maturity for every trade) becomes the implicit start-up sub-steps.
         sub = np.arange(method.rannacher)[:, None] / method.rannacher
@@ -147,9 +138,8 @@ def _row_steps(market_rows, maturities, events, method, repeats, *, smooth_event
         dt = np.concatenate([np.repeat(dt[:1] / method.rannacher, method.rannacher, axis=0), dt[1:]])
         theta = np.concatenate([np.ones((method.rannacher, start.shape[1])), theta[1:]])
         event_index = np.concatenate([np.full((method.rannacher - 1, start.shape[1]), -1), event_index])
-    start, dt, theta, event_index = split_steps(start, dt, theta, event_index, market_rows.jumps)
-    tile = (lambda a: np.repeat(a, repeats, axis=1))
-    return market_rows.steps(tile(start), tile(dt), tile(theta)), tile(event_index)
+    start, dt, theta, event_index = split_steps(start, dt, theta, event_index, market.jumps)
+    return market.steps(start, dt, theta, repeats=repeats), event_index
 
 
 def _lagrange(nodes, values, targets):
@@ -306,10 +296,8 @@ def plan_asian(contract: Asian, market, method, *, state_nodes: int | None = Non
     underlying = np.where(floating[:, None, None], np.exp(x)[:, None, :] - average, average - strike[:, None, None])
     terminal = np.maximum(sign[:, None, None] * underlying, 0.0).reshape(batch * per_trade, -1)
 
-    events = [np.arange(1, n) * t / n for t, n in zip(maturity, fixings)]
-    rows = replicate(market, per_trade)
-    steps, event_index = _row_steps(rows, maturity, events, method, per_trade, smooth_events=True)
-    fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)[:, ::per_trade]
+    steps, event_index = _row_steps(market, maturity, fixings, method, per_trade, smooth_events=True)
+    fixing = np.where(event_index >= 0, event_index + 1.0, 0.0)
     movers, size = _movers(fixing > 0.0)
     arguments = {"terminal": on_device(terminal), "x": on_device(np.repeat(x, per_trade, axis=0)),
                  "steps": steps, "trade": on_device(np.repeat(np.arange(batch), per_trade)),
@@ -432,8 +420,7 @@ def plan_lookback(contract: Lookback, market, method, *, state_nodes: int | None
     x_rows = x_rows.reshape(batch * per_trade, -1)
     u = np.where(is_max[:, None], 1.0 - np.exp(-z[:, ::-1]), np.exp(z) - 1.0)    # payoff / M
     terminal = np.repeat(u, per_trade, axis=0)
-    rows = replicate(market, per_trade)
-    steps, _ = _row_steps(rows, maturity, [() for _ in range(batch)], method, per_trade)
+    steps, _ = _row_steps(market, maturity, np.ones(batch), method, per_trade)
     x = x_rows.reshape(batch, per_trade, -1)[:, 0]
     forward_leg = market.discount(maturity)[:, None] * (np.exp(x) * (market.forward(maturity) / spot)[:, None]
                                                          - np.where(floating, 0.0, strike)[:, None])
@@ -536,18 +523,15 @@ def plan_cliquet(contract: Cliquet, market, method, *, state_nodes: int | None =
     x_rows = (level[:, :, None] + xi[:, None, :]).reshape(batch * per_trade, -1)
     terminal = np.repeat(coupon, per_trade, axis=0)
 
-    events = [np.arange(1, n) * t / n for t, n in zip(maturity, resets)]
-    rows = replicate(market, per_trade)
     period_steps = PERIOD_STEPS if method.period_steps is None else int(method.period_steps)
-    steps, event_index = _row_steps(rows, maturity, events, method, per_trade, period_steps=period_steps)
+    steps, event_index = _row_steps(market, maturity, resets, method, per_trade, period_steps=period_steps)
     flag = (event_index >= 0).astype(np.float64)
-    movers, size = _movers(flag[:, ::per_trade] > 0.0)
-    reset_times = (event_index + 1.0) * np.repeat(period, per_trade)
-    pay = np.where(np.repeat(per_period, per_trade), 1.0,
-                   np.repeat(market.discount(maturity), per_trade) / rows.discount(reset_times))
+    movers, size = _movers(flag > 0.0)
+    reset_times = (event_index + 1.0) * period
+    pay = np.where(per_period, 1.0, market.discount(maturity) / market.discount(reset_times))
     arguments = {"terminal": on_device(terminal), "x": on_device(x_rows), "steps": steps,
                  "trade": on_device(np.repeat(np.arange(batch), per_trade)),
-                 "reset": {"flag": on_device(flag[:, ::per_trade]), "pay": on_device(pay[:, ::per_trade]),
+                 "reset": {"flag": on_device(flag), "pay": on_device(pay),
                            "movers": movers, "size": size},
                  "level": on_device(level), "xi": on_device(xi), "coupon": on_device(coupon),
                  "origin": on_device(origin), "first": on_device(first)}

@@ -50,7 +50,7 @@ import numpy as np
 from shoals._arrays import as_batch, on_device
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
-from shoals.kernels.pde import solve_backward, split_steps, stretched_nodes, table_vol
+from shoals.kernels.pde import solve_backward, split_steps, stretched_nodes, table_vol, uniform_time_steps
 from shoals.methods.pde_plan import PdePlan, as_table, row_table, state_rows
 
 # Row roles.  VANILLA: plain grid; OUT_BOUNDARY: continuous knock-out on a grid ending on the barrier;
@@ -63,37 +63,6 @@ VANILLA, OUT_BOUNDARY, VANILLA_LEG, OUT_FULL, DISCRETE_OUT, OUT_LEG, IN_DIRECT, 
 
 def _batch_fields(contract, names, batch):
     return [as_batch(getattr(contract, name), batch) for name in names]
-
-
-def schedule(maturities, n_steps: int, pieces, rannacher: int):
-    """Vectorised backward time steps, the same as :func:`shoals.kernels.pde.time_steps` for events
-    equally spaced at T/m, 2T/m, ... (m = ``pieces`` per trade, 1 for none): each piece is cut into
-    ceil(n_steps / m) steps, the first (after maturity and after each event) replaced by ``rannacher``
-    implicit sub-steps; zero-length padding.  Returns (start, dt, theta, at_event), each (steps, batch);
-    ``at_event`` marks the steps ending on an event strictly inside (0, T).
-
-    Validation: tests/unit/test_pde_kernel.py::test_schedule_is_the_kernel_time_steps.
-    """
-    maturities = np.asarray(maturities, dtype=np.float64)
-    pieces = np.asarray(pieces, dtype=np.int64)
-    per_piece = np.maximum(1, np.ceil(n_steps / pieces - 1e-9)).astype(np.int64)
-    steps_per_piece = per_piece - 1 + rannacher if rannacher > 0 else per_piece
-    total = pieces * steps_per_piece
-    s = np.arange(int(total.max()))[:, None]
-    piece, k = s // steps_per_piece, s % steps_per_piece
-    valid = s < total
-    length = maturities / pieces
-    top = maturities - piece * length
-    h = length / per_piece
-    if rannacher > 0:
-        sub = k < rannacher
-        start = np.where(sub, top - k * h / rannacher, top - h - (k - rannacher) * h)
-        dt = np.where(sub, h / rannacher, h)
-        theta = np.where(sub, 1.0, 0.5)
-    else:
-        start, dt, theta = top - k * h, np.broadcast_to(h, valid.shape), np.full(valid.shape, 0.5)
-    at_event = valid & (k == steps_per_piece - 1) & (piece < pieces - 1)
-    return (np.where(valid, start, 0.0), np.where(valid, dt, 0.0), np.where(valid, theta, 0.5), at_event)
 
 
 def _payoff_integral(a, b, strike, is_call):
@@ -236,8 +205,8 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     terminal = (rows.s_live[:, None] * payoff_live + rows.s_knocked[:, None] * (payoff_all - payoff_live)
                 + rows.c_live[:, None] * live + rows.c_knocked[:, None] * (1.0 - live))
 
-    start, dt, theta, at_event = split_steps(*schedule(rows.maturity, int(method.time_steps), rows.pieces, rannacher),
-                                             market.jumps, untagged=False)
+    schedule = uniform_time_steps(rows.maturity, int(method.time_steps), rows.pieces, rannacher)
+    start, dt, theta, event_index = split_steps(*schedule, market.jumps)
     discount_maturity = row_market.discount(rows.maturity)
     rebate_later = rows.rebate * np.where(rows.rebate_at_hit, 1.0,
                                           discount_maturity / row_market.discount(start - dt))
@@ -246,7 +215,7 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     steps = row_market.steps(start, dt, theta, lower_value=pinned_value, upper_value=pinned_value)
 
     discrete = (rows.pieces > 1) & np.isin(rows.role, (DISCRETE_OUT, OUT_LEG, IN_DIRECT))
-    jump = at_event & discrete
+    jump = (event_index >= 0) & discrete
     from_vanilla = discrete & (rows.role == IN_DIRECT)
     linked = pinned & (rows.role == IN_DIRECT)
     flags = (bool(rows.american.any()), bool(jump.any()), bool(from_vanilla.any()), bool(linked.any()))

@@ -82,10 +82,12 @@ class PdeMarket:
         rate, dividend = self.integrals(times)
         return self.spot * np.exp(rate - dividend)
 
-    def steps(self, start, dt, theta, lower_value=None, upper_value=None) -> Steps:
+    def steps(self, start, dt, theta, lower_value=None, upper_value=None, *, repeats: int = 1) -> Steps:
         """Kernel :class:`~shoals.kernels.pde.Steps` from step times (steps, batch): r and mu = r - q are
         the averages over each step (the instantaneous values at the step's start for padding steps); rows
-        with the same step times grouped (:func:`~shoals.kernels.pde.time_groups`)."""
+        with the same step times grouped (:func:`~shoals.kernels.pde.time_groups`).  ``repeats``: each trade's
+        column repeated for that many solve rows (trade-major; the members of a path-dependent family), the
+        rates and groups computed once per trade."""
         start, dt = np.asarray(start, dtype=np.float64), np.asarray(dt, dtype=np.float64)
         end = start - dt
         rate_hi, div_hi = self.integrals(start)
@@ -101,11 +103,11 @@ class PdeMarket:
             dividend = np.where(dt > 0.0, (div_hi - div_lo) / safe, (div_eps - div_hi) / eps)
         zeros = np.zeros_like(start)
         group, leader = time_groups(start, dt)
-        return Steps(start=on_device(start), dt=on_device(dt), theta=on_device(theta),
-                     drift=on_device(rate - dividend), rate=on_device(rate),
-                     lower_value=on_device(zeros if lower_value is None else lower_value),
-                     upper_value=on_device(zeros if upper_value is None else upper_value),
-                     group=on_device(group), leader=on_device(leader))
+        rows = (lambda a: on_device(np.repeat(np.broadcast_to(a, start.shape), repeats, axis=1)))
+        return Steps(start=rows(start), dt=rows(dt), theta=rows(theta), drift=rows(rate - dividend), rate=rows(rate),
+                     lower_value=rows(zeros if lower_value is None else lower_value),
+                     upper_value=rows(zeros if upper_value is None else upper_value),
+                     group=on_device(np.repeat(group, repeats)), leader=on_device(leader * repeats))
 
     def spot_greeks(self, x, values):
         """Value, delta, gamma and theta at the spot from solutions ``values`` (batch, n) at t = 0 on grids
