@@ -436,12 +436,15 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
 
         return jax.lax.fori_loop(window.first, window.stop, window_body, window.initial.T).T
     if levels is not None:
+        # The level buffers in the carried layout, (slots, n, batch), transposed once outside the loop.
+        inject = None if levels.inject is None else jnp.swapaxes(levels.inject, 1, 2)
+
         def at_level(state, captured, index):
             slot = levels.slots[index]
-            if levels.inject is not None:
-                state = state + levels.inject[slot].T
+            if inject is not None:
+                state = state + inject[slot]
             if captured is not None:
-                captured = captured.at[slot].set(state.T)
+                captured = captured.at[slot].set(state)
             return state, captured
 
         def level_body(carry, inputs):
@@ -449,10 +452,10 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
             return (body(state, inputs)[0], captured), None
 
         level_body = jax.checkpoint(level_body) if checkpoint else level_body
-        (state, captured), _ = jax.lax.scan(level_body, (terminal.T, levels.captured),
-                                            (jnp.arange(count), steps, event_data))
+        captured = None if levels.captured is None else jnp.swapaxes(levels.captured, 1, 2)
+        (state, captured), _ = jax.lax.scan(level_body, (terminal.T, captured), (jnp.arange(count), steps, event_data))
         state, captured = at_level(state, captured, count)
-        return state.T, captured
+        return state.T, None if captured is None else jnp.swapaxes(captured, 1, 2)
     if checkpoint:
         body = jax.checkpoint(body)
     state, _ = jax.lax.scan(body, terminal.T, (jnp.arange(count), steps, event_data))
