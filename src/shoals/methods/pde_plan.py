@@ -86,12 +86,14 @@ def _read(readout, options, values, arguments):
 
 class LadderValues(NamedTuple):
     """:meth:`PdePlan.ladder_values`: the weighted value and its gradient (as :meth:`PdePlan.value_and_gradient`),
-    the trade values ``base`` (T,) and ``bumped`` (T, K) under each bumped table."""
+    the trade values ``base`` (T,) and ``bumped`` (T, K) under each bumped table, and the base solve's readout
+    ``rows`` (its spot Greeks: :meth:`PdePlan.greeks`)."""
 
     value: float
     gradient: np.ndarray
     base: np.ndarray
     bumped: np.ndarray
+    rows: jax.Array
 
 
 @dataclass(frozen=True)
@@ -268,12 +270,13 @@ class PdePlan:
             moved = self._window_state(self._table(vols), captured[slots[first]], first, stop)
             change = np.sum(adjoint[slots[stop]] * (np.asarray(moved) - captured[slots[stop]]), axis=1)
             bumped[:, k] += np.bincount(owner, change, minlength=base.size) / weights
-        return LadderValues(value=float(value), gradient=np.asarray(gradient), base=base, bumped=bumped)
+        return LadderValues(value=float(value), gradient=np.asarray(gradient), base=base, bumped=bumped, rows=rows)
 
-    def greeks(self) -> dict:
+    def greeks(self, rows=None) -> dict:
         """Value, delta, gamma, theta per trade (NumPy) at the plan's own table: the readout rows'
-        :meth:`PdeMarket.spot_greeks` combined linearly; ``diagnostics`` adds ``row_value`` (R,)."""
-        rows = self._rows()
+        :meth:`PdeMarket.spot_greeks` combined linearly; ``diagnostics`` adds ``row_value`` (R,).  ``rows``:
+        the readout rows when already solved (:attr:`LadderValues.rows`), else solved here."""
+        rows = self._rows() if rows is None else rows
         per_row = self.market.spot_greeks(np.asarray(self.x), rows)
         combine = np.asarray(self.combine)
         result = {name: combine @ per_row[name] for name in ("value", "delta", "gamma", "theta")}

@@ -122,11 +122,37 @@ def price_book(rows: list[BookRow], method, *, market: MarketSnapshot | None = N
                                         f"on this market with {method.name}")
             continue
         _price_group(rows, members, candidates, market, local_vol, out, progress)
+    return _with_npv(out, rows)
+
+
+def _with_npv(out: pd.DataFrame, rows: list[BookRow]) -> pd.DataFrame:
+    """``out`` with ``npv = price * quantity * notional`` and a non-finite price reported in ``status``, its
+    columns in the order of BOOK_SCHEMA.md."""
     scale = np.array([r.quantity * r.notional for r in rows], dtype=np.float64)
     out["npv"] = out["price"].to_numpy(dtype=np.float64) * scale
     bad_value = (out["status"] == "ok") & ~np.isfinite(out["price"].to_numpy(dtype=np.float64))
     out.loc[bad_value, "status"] = "error: the method returned a non-finite price"
     return out[list(OUTPUT_COLUMNS)]
+
+
+def first_method(rows: list[BookRow], method, market):
+    """The method :func:`price_book` tries first for ``rows`` (one instrument type) on ``market`` (a snapshot),
+    or None when a row has a problem it reports (invalid row, market fields) or no method supports the type."""
+    if any(_row_problem(row, market) is not None for row in rows):
+        return None
+    candidates = _candidates(method, rows[0].contract, _market_of(rows[:1], market))
+    return candidates[0] if candidates else None
+
+
+def solved_book(rows: list[BookRow], method, greeks: dict) -> pd.DataFrame:
+    """The output table of :func:`price_book` for ``rows`` (each without problems, :func:`first_method`)
+    already solved together by ``method``: ``greeks`` holds the value and Greeks per row (e.g. from the forward
+    pass of a vega ladder's reverse-mode solve); Greeks it lacks are empty, as in :func:`price_book`."""
+    out = pd.DataFrame({"id": [r.id for r in rows], "price": np.asarray(greeks["value"], dtype=np.float64)})
+    for name in GREEK_NAMES:
+        out[name] = np.asarray(greeks[name], dtype=np.float64) if name in greeks else np.nan
+    out["std_error"], out["method"], out["status"] = np.nan, method.name, "ok"
+    return _with_npv(out, rows)
 
 
 def _price_group(rows, members, candidates, market, local_vol, out, progress):

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from shoals.data import path as example_path
-from shoals.errors import InputError
+from shoals.errors import InputError, ShoalsError
 from shoals.execution import ThreadExecutor, chunk_by_cost, cost_sorted_order
 from shoals.execution.checkpoint import (
     checkpointed_map,
@@ -68,7 +68,7 @@ from shoals.io.book import BookRow, read_book
 from shoals.market.local_vol import LocalVolGrid, build_local_vol
 from shoals.market.svi import SVIParams
 from shoals.methods import FiniteDifference, MonteCarlo, stream_of
-from shoals.risk.book import OUTPUT_COLUMNS, Auto, price_book
+from shoals.risk.book import OUTPUT_COLUMNS, Auto, first_method, price_book, solved_book
 from shoals.risk.run_result import RunResult
 
 #: The embedded example: the original pipeline's synthetic market (spot 100) and its 150-trade exotic book.
@@ -139,6 +139,9 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
     each priced trade under every bumped grid on its base grids and, with ``aad``, the chunk's weighted
     gradient with respect to the local vol nodes (weights quantity x notional)."""
     rows = list(task.rows)
+    solved = _solved_by_adjoint(rows, shared)
+    if solved is not None:
+        return solved
     frame = price_book(rows, shared.method, market=shared.snapshot, local_vol=shared.local_vol)
     count = len(rows)
     aad = np.zeros(count, dtype=bool)
@@ -178,6 +181,31 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
                                      local_vol=replace(shared.local_vol, vols=v)).value)
                  for v in shared.bumped_vols], axis=1)
     return ChunkResult(frame=frame, bump_values=bump_values, aad=aad, vol_gradient=gradient)
+
+
+def _solved_by_adjoint(rows: list[BookRow], shared: SharedMarket) -> ChunkResult | None:
+    """A chunk priced by its vega ladder's reverse-mode pass alone (:meth:`PdePlan.ladder_values`): the pass's
+    forward solve gives the base prices and spot Greeks, one solve fewer than :func:`price_book` then the
+    ladder.  None where that does not apply, and :func:`price_chunk` goes the long way: no ladder by AAD, a
+    type excluded from AAD or not priced by finite differences first, a row :func:`price_book` reports, zero
+    weights, an error while planning or solving, or a non-finite price (:func:`price_book` then isolates the
+    failing rows)."""
+    if shared.bumped_vols is None or not shared.aad or rows[0].instrument in AAD_EXCLUDED:
+        return None
+    method = first_method(rows, shared.method, shared.snapshot)
+    weights = np.array([row.quantity * row.notional for row in rows], dtype=np.float64)
+    if not isinstance(method, FiniteDifference) or not np.all(weights != 0.0):
+        return None
+    try:
+        plan, _ = method.plan(stack([row.contract for row in rows]), shared.snapshot, local_vol=shared.local_vol)
+        ladder = plan.ladder_values(weights, shared.bumped_vols)
+    except ShoalsError:
+        return None
+    frame = solved_book(rows, method, plan.greeks(ladder.rows))
+    if not (frame["status"] == "ok").all():
+        return None
+    return ChunkResult(frame=frame, bump_values=ladder.bumped, aad=np.ones(len(rows), dtype=bool),
+                       vol_gradient=ladder.gradient)
 
 
 def finite_difference_of(method) -> FiniteDifference:
