@@ -236,31 +236,24 @@ def _linear_weights(x, end):
     return 1.0 - rho, rho
 
 
-def theta_step(values, *, x, half_variance, drift, rate, dt, theta, lower_value, upper_value,
+def theta_step(v, *, grid: Geometry, half_variance, drift, rate, dt, theta, lower_value, upper_value,
                lower_dirichlet, upper_dirichlet, lower_node=None, upper_node=None, lower_weights=None,
-               upper_weights=None, grid: Geometry | None = None, nodes_first: bool = False):
-    """One backward step of length ``dt`` (batch,) from V^{n+1} = ``values`` (batch, n) to V^n (both (n, batch)
-    with ``nodes_first``: the layout :func:`solve_backward` carries).
+               upper_weights=None):
+    """One backward step of length ``dt`` (batch,) from V^{n+1} = ``v`` to V^n, both (n, batch): nodes first,
+    the layout :func:`solve_backward` carries, so that the Thomas sweep scans rows without copies.
 
-    ``half_variance`` (batch, n) is a = sigma^2 / 2 at the step's mid-time (or (n, batch) transposed when
-    ``grid``, the precomputed :func:`geometry` of ``x``, is given: the layout of :func:`solve_backward`);
-    ``drift`` mu = r - q, ``rate`` r and ``theta`` are (batch,); Dirichlet sides (``*_dirichlet`` (batch,)
-    bools) take ``*_value`` (batch,) at the new time level, the others are linear in S, or, where
-    ``*_weights`` = (w1, w2, w0) (each (batch,)) is given, V_end = w1 V_next + w2 V_nextnext + w0 at the
-    new time level (a Robin/Neumann condition discretised one-sidedly, e.g. the lookback's dV/dM = 0 on the
-    diagonal).
+    ``grid`` is the :func:`geometry` of the grids; ``half_variance`` (n, batch) is a = sigma^2 / 2 at the
+    step's mid-time; ``drift`` mu = r - q, ``rate`` r and ``theta`` are (batch,); Dirichlet sides
+    (``*_dirichlet`` (batch,) bools) take ``*_value`` (batch,) at the new time level, the others are linear in
+    S, or, where ``*_weights`` = (w1, w2, w0) (each (batch,)) is given, V_end = w1 V_next + w2 V_nextnext + w0
+    at the new time level (a Robin/Neumann condition discretised one-sidedly, e.g. the lookback's dV/dM = 0 on
+    the diagonal).
 
     ``lower_node`` / ``upper_node`` (batch,) ints (optional) move a Dirichlet side inside the grid: nodes
     i <= ``lower_node`` (i >= ``upper_node``) are held at ``lower_value`` (``upper_value``) by identity rows,
     so a barrier on an interior node is an exact Dirichlet boundary and the solution beyond it is decoupled
     (knock-out legs on the same nodes as the vanilla they are compared with).  Defaults: the end nodes.
-
-    Computed in the transposed layout (nodes, batch) so that the Thomas sweep scans rows without copies.
     """
-    if grid is None:
-        grid = geometry(x)
-        half_variance = half_variance.T
-    v = values if nodes_first else values.T
     a = half_variance[1:-1]
     mu = drift[None, :]
     lower = a * grid.l_a + mu * grid.l_mu
@@ -294,8 +287,7 @@ def theta_step(values, *, x, half_variance, drift, rate, dt, theta, lower_value,
     inner = _thomas_rows(a_lower, a_diag, a_upper, rhs)
     low = jnp.where(lower_dirichlet, lower_value, w1_low * inner[0] + w2_low * inner[1] + w0_low)
     high = jnp.where(upper_dirichlet, upper_value, w1_up * inner[-1] + w2_up * inner[-2] + w0_up)
-    result = jnp.concatenate([low[None, :], inner, high[None, :]], axis=0)
-    return result if nodes_first else result.T
+    return jnp.concatenate([low[None, :], inner, high[None, :]], axis=0)
 
 
 class Steps(NamedTuple):
@@ -417,11 +409,11 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
             half_variance = jnp.broadcast_to(half_variance[:, :, None], (nodes, groups, vol_repeat)).reshape(
                 nodes, groups * vol_repeat)
         weights = (None, None) if boundary is None else boundary(state.T, data, index, event_constants)
-        state = theta_step(state, x=x, half_variance=half_variance, drift=step.drift, rate=step.rate,
+        state = theta_step(state, grid=grid, half_variance=half_variance, drift=step.drift, rate=step.rate,
                            dt=step.dt, theta=step.theta, lower_value=step.lower_value,
                            upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
                            upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
-                           lower_weights=weights[0], upper_weights=weights[1], grid=grid, nodes_first=True)
+                           lower_weights=weights[0], upper_weights=weights[1])
         if event is not None:
             values = (event(state.T, data, index) if event_constants is None
                       else event(state.T, data, index, event_constants))
