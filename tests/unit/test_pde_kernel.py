@@ -168,6 +168,23 @@ def test_uniform_time_steps_are_the_kernel_time_steps(rannacher):
     assert np.array_equal(theta, k_theta) and np.array_equal(event_index, k_event)
 
 
+@pytest.mark.parametrize("rannacher", [0, 2])
+def test_uniform_time_steps_with_a_count_per_trade(rannacher):
+    """Per-trade step counts: each trade's column is its own :func:`time_steps` schedule, zero-padded."""
+    maturities = np.array([1.0, 0.25, 2.0, 5.0])
+    pieces = np.array([1, 3, 24, 60])
+    counts = np.maximum(40, 6 * pieces)
+    start, dt, theta, event_index = uniform_time_steps(maturities, counts, pieces, rannacher)
+    for b, (maturity, m, count) in enumerate(zip(maturities, pieces, counts)):
+        k_start, k_dt, k_theta, k_event = time_steps([maturity], int(count), [[maturity * k / m for k in range(1, m)]],
+                                                     rannacher)
+        live = k_dt.shape[0]
+        assert np.allclose(start[:live, b], k_start[:, 0], atol=1e-14) and np.allclose(dt[:live, b], k_dt[:, 0])
+        assert np.array_equal(theta[:live, b], k_theta[:, 0]) and np.array_equal(event_index[:live, b], k_event[:, 0])
+        assert np.all(dt[live:, b] == 0.0) and np.all(event_index[live:, b] == -1)
+    assert dt.shape[0] == max(c + (m * (rannacher - 1) if rannacher else 0) for c, m in zip(counts, pieces))
+
+
 def test_results_are_float64():
     result = FiniteDifference(space_nodes=121, time_steps=200, vega=False).price(
         European(strike=100.0, maturity=1.0), _market())

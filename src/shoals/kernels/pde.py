@@ -503,12 +503,13 @@ def time_steps(maturities, n_steps: int, events=(), rannacher: int = 2):
     return start, dt, theta, event_index
 
 
-def uniform_time_steps(maturities, n_steps: int, pieces, rannacher: int):
+def uniform_time_steps(maturities, n_steps, pieces, rannacher: int):
     """Vectorised :func:`time_steps` for events equally spaced at T/m, 2T/m, ... (m = ``pieces`` per trade, 1
     for none: Asian fixings, cliquet resets, discrete barrier dates): each piece is cut into ceil(n_steps / m)
     steps, the first (after maturity and after each event) replaced by ``rannacher`` implicit sub-steps;
-    zero-length padding.  Returns ``(start, dt, theta, event_index)`` as :func:`time_steps` does, without its
-    Python loop over trades and steps.
+    zero-length padding.  ``n_steps``: one count for the batch or one per trade.  Returns
+    ``(start, dt, theta, event_index)`` as :func:`time_steps` does, without its Python loop over trades and
+    steps.
 
     Validation: tests/unit/test_pde_kernel.py::test_uniform_time_steps_are_the_kernel_time_steps.
     """

@@ -122,13 +122,16 @@ def _vol_scale(market, maturities):
 def _row_steps(market, maturities, pieces, method, repeats, *, smooth_events=False, period_steps=0):
     """Kernel steps for a family of ``repeats`` members per trade of ``market`` (the trades' market):
     ``method.time_steps`` over each life cut at ``pieces`` - 1 equally spaced events (fixings, resets; at
-    least ``period_steps`` per piece), Rannacher start-up after maturity and, unless the jumps keep the
-    solution smooth (``smooth_events``: Asian fixings, no sub-steps), after every event; steps cut at the local
-    vol's jumps in time (:attr:`PdeMarket.jumps`, and :func:`~shoals.kernels.pde.split_steps`).  Computed per
-    trade, then repeated for the members.  Returns the :class:`~shoals.kernels.pde.Steps` of the rows and the
-    event index (steps, trades)."""
+    least ``period_steps`` per piece, so a trade with many periods gets more steps than ``time_steps``),
+    Rannacher start-up after maturity and, unless the jumps keep the solution smooth (``smooth_events``: Asian
+    fixings, no sub-steps), after every event; steps cut at the local vol's jumps in time
+    (:attr:`PdeMarket.jumps`, and :func:`~shoals.kernels.pde.split_steps`).  Computed per trade (each its own
+    step count: a 3-period cliquet is not stepped as finely as a 60-period one batched with it; the batch runs
+    the largest count, the others padded with zero-length steps, so chunks of similar maturities gain), then
+    repeated for the members.  Returns the :class:`~shoals.kernels.pde.Steps` of the rows and the event index
+    (steps, trades)."""
     pieces = np.asarray(pieces, dtype=np.int64)
-    count = max(method.time_steps, period_steps * int(pieces.max()))
+    count = np.maximum(method.time_steps, period_steps * pieces)
     start, dt, theta, event_index = uniform_time_steps(maturities, count, pieces,
                                                        0 if smooth_events else method.rannacher)
     if smooth_events and method.rannacher > 0:
