@@ -28,7 +28,8 @@ Asians and cliquets, maturities 0.25-5 y) under the Dupire local vol of the seed
    largest error is no larger than the yardstick's is chosen, and the default grids' errors are printed
    beside it.  For context, the seed's own grid layout (300
    nodes uniform in S on [1, 300], 300 steps) on 30 Europeans under the same local vol;
-3. the book at the chosen grids, each family in two chunks, serial and on ``--workers`` threads
+3. the book at the chosen grids, each family in two chunks by maturity (the run's maturity bands), serial and
+   on ``--workers`` threads
    (:class:`shoals.execution.ThreadExecutor`), warm medians (goal <= 0.5 s);
 4. the seed's own PDE time per trade (``seed_pipeline_native.py --mode pde``, one trade, extrapolated).
 
@@ -280,11 +281,12 @@ def seed_book_section(repeats: int, baseline: Path | None, workers: int) -> dict
               f"({'' if own.max() <= yardstick.max() else 'NOT '}300 x 300-equivalent); "
               f"chosen {space_time[0]} x {space_time[1]}: max {errors.max():.1e} p95 {np.quantile(errors, 0.95):.1e}")
 
-    # Timing at the chosen grids: each family cut in two chunks, largest first, on threads and serially.
+    # Timing at the chosen grids: each family cut in two chunks by maturity (as the run cuts each type into
+    # maturity bands: the short chunk runs fewer steps), largest first, on threads and serially.
     tasks = []
     for kind, contract in families.items():
-        count = int(np.sum(kinds == kind))
-        for half in np.array_split(np.arange(count), 2):
+        by_maturity = np.argsort(np.asarray(contract.maturity), kind="stable")
+        for half in np.array_split(by_maturity, 2):
             chunk = jax.tree_util.tree_map(lambda a, half=half: a[half] if np.ndim(a) else a, contract)
             tasks.append((method(chosen[kind][0], kind), chunk))
     cost = [t[0].space_nodes * t[0].time_steps * np.size(t[1].maturity) for t in tasks]

@@ -304,3 +304,33 @@ def test_tridiagonal_adjoint_equals_autodiff_and_finite_differences():
             down[which] = down[which].at[row, column].add(-bump)
             numeric = (loss(_thomas_rows)(*up) - loss(_thomas_rows)(*down)) / (2 * bump)
             assert abs(float(custom[which][row, column]) - float(numeric)) < 1e-8
+
+
+def test_shared_factor_solve_and_adjoint_equal_the_solve_per_member():
+    """Diagonals (m, groups, 1) with right-hand sides (m, groups, members) (one matrix per group, factored once)
+    solve and differentiate as the same matrices broadcast to every member: values to rounding, the diagonals'
+    gradients summed over the members."""
+    import jax
+
+    from shoals.kernels.pde import _thomas_rows
+
+    rng = np.random.default_rng(5)
+    m, groups, members = 11, 3, 4
+    lower, upper = -0.4 * rng.random((2, m, groups, 1))
+    diag = 1.0 + rng.random((m, groups, 1))
+    rhs = rng.standard_normal((m, groups, members))
+    weights = rng.standard_normal((m, groups, members))
+    arguments = tuple(jnp.asarray(a) for a in (lower, diag, upper, rhs))
+
+    def shared(*args):
+        return jnp.sum(weights * _thomas_rows(*args))
+
+    def per_member(*args):
+        wide = [jnp.broadcast_to(a, rhs.shape).reshape(m, -1) for a in args[:3]]
+        return jnp.sum(weights * _thomas_rows(*wide, args[3].reshape(m, -1)).reshape(rhs.shape))
+
+    np.testing.assert_allclose(shared(*arguments), per_member(*arguments), rtol=1e-13)
+    for ours, theirs in zip(jax.grad(shared, argnums=(0, 1, 2, 3))(*arguments),
+                            jax.grad(per_member, argnums=(0, 1, 2, 3))(*arguments)):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)

@@ -168,24 +168,33 @@ def geometry(x) -> Geometry:
 
 
 def _thomas_sweep(lower, diag, upper, rhs):
-    """Thomas sweep over the leading axis of (m, batch) arrays (``lower[0]``, ``upper[-1]`` ignored)."""
+    """Thomas sweep over the leading axis of (m, batch) arrays (``lower[0]``, ``upper[-1]`` ignored).
+
+    Shared factors: the diagonals may be (m, groups, 1) for right-hand sides (m, groups, members), one matrix
+    per group (the members of a family on one grid under one vol); the elimination factors are then computed
+    once per group, and each member's recurrences multiply by the group's reciprocal pivot (no divide)."""
+    shared = diag.shape != rhs.shape
+
     def forward(carry, row):
         c_prev, y_prev = carry
         l, d, u, r = row
         denominator = d - l * c_prev
-        c = u / denominator
-        y = (r - l * y_prev) / denominator
+        if shared:
+            inverse = 1.0 / denominator
+            c, y = u * inverse, (r - l * y_prev) * inverse
+        else:
+            c, y = u / denominator, (r - l * y_prev) / denominator
         return (c, y), (c, y)
 
-    zeros = jnp.zeros(rhs.shape[1], dtype=rhs.dtype)
-    _, (c, y) = jax.lax.scan(forward, (zeros, zeros), (lower.at[0].set(0.0), diag, upper, rhs))
+    start = (jnp.zeros(diag.shape[1:], dtype=rhs.dtype), jnp.zeros(rhs.shape[1:], dtype=rhs.dtype))
+    _, (c, y) = jax.lax.scan(forward, start, (lower.at[0].set(0.0), diag, upper, rhs))
 
     def backward(following, row):
         c_i, y_i = row
         value = y_i - c_i * following
         return value, value
 
-    _, solution = jax.lax.scan(backward, zeros, (c, y), reverse=True)
+    _, solution = jax.lax.scan(backward, start[1], (c, y), reverse=True)
     return solution
 
 
@@ -215,12 +224,17 @@ def _thomas_forward(lower, diag, upper, rhs):
 def _thomas_backward(residuals, solution_bar):
     lower, diag, upper, solution = residuals
     zero = jnp.zeros_like(solution[:1])
-    transposed_lower = jnp.concatenate([zero, upper[:-1]], axis=0)
-    transposed_upper = jnp.concatenate([lower[1:], zero], axis=0)
+    transposed_lower = jnp.concatenate([jnp.zeros_like(upper[:1]), upper[:-1]], axis=0)
+    transposed_upper = jnp.concatenate([lower[1:], jnp.zeros_like(lower[:1])], axis=0)
     rhs_bar = _thomas_sweep(transposed_lower, diag, transposed_upper, solution_bar)
     previous = jnp.concatenate([zero, solution[:-1]], axis=0)          # x_{i-1}; 0 where lower is ignored
     following = jnp.concatenate([solution[1:], zero], axis=0)          # x_{i+1}; 0 where upper is ignored
-    return -rhs_bar * previous, -rhs_bar * solution, -rhs_bar * following, rhs_bar
+
+    def matrix_bar(products):                    # summed over the members of a shared matrix
+        return products if products.shape == diag.shape else jnp.sum(products, axis=-1, keepdims=True)
+
+    return (matrix_bar(-rhs_bar * previous), matrix_bar(-rhs_bar * solution), matrix_bar(-rhs_bar * following),
+            rhs_bar)
 
 
 _thomas_rows.defvjp(_thomas_forward, _thomas_backward)
@@ -248,6 +262,10 @@ def theta_step(v, *, grid: Geometry, half_variance, drift, rate, dt, theta, lowe
     S, or, where ``*_weights`` = (w1, w2, w0) (each (batch,)) is given, V_end = w1 V_next + w2 V_nextnext + w0
     at the new time level (a Robin/Neumann condition discretised one-sidedly, e.g. the lookback's dV/dM = 0 on
     the diagonal).
+
+    Shared operators: ``v`` may be (n, groups, members) with ``grid``, ``half_variance`` (n, groups, 1) and the
+    per-trade inputs (groups, 1) (``*_value`` (groups, members)): one matrix per group, factored once
+    (:func:`_thomas_sweep`).
 
     ``lower_node`` / ``upper_node`` (batch,) ints (optional) move a Dirichlet side inside the grid: nodes
     i <= ``lower_node`` (i >= ``upper_node``) are held at ``lower_value`` (``upper_value``) by identity rows,
@@ -364,9 +382,11 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     repeating it for every step.  ``boundary(values, data, step_index, constants) -> (lower_weights,
     upper_weights)`` (static; optional) gives each step the side weights of :func:`theta_step` from the
     values at the step's later end (a lagged Robin condition; None for a side keeps it linear in S).
-    ``vol_repeat`` (static): consecutive groups of that many rows share their grid, their step times and
-    their vol table (the members of one trade's family), so sigma is read once per group and broadcast: the
-    table reads fall by that factor.  Rows that only share step times (``steps.group``) share the time
+    ``vol_repeat`` (static): consecutive groups of that many rows share their grid, their step times, their
+    vol table and their side conditions (the members of one trade's family; Dirichlet values may differ), so
+    they share one operator: sigma is read, the matrix assembled and factored once per group, and each
+    member only adds its right-hand side (:func:`theta_step` on (n, groups, members)); no ``boundary`` hook or
+    interior sides then.  Rows that only share step times (``steps.group``) share the time
     interpolation of a shared table.
 
     ``levels`` (:class:`Levels`): perturb and capture V at chosen time levels; the result is then
@@ -376,10 +396,13 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
     scheme is affine in V, so the bumped result differs from the base by lambda . (V_bumped - V) at level
     ``stop``, lambda the base adjoint state there (:meth:`shoals.methods.pde_plan.PdePlan.ladder_values`).
     """
+    if vol_repeat > 1 and (boundary is not None or lower_node is not None or upper_node is not None):
+        raise ValueError("vol_repeat > 1 shares one operator per group: no boundary hook or interior sides")
     group_vol = vol if vol.vols.ndim == 2 or vol_repeat == 1 else vol._replace(vols=vol.vols[::vol_repeat])
     j, v = _cell(vol.spots, jnp.exp(x[::vol_repeat]))
     spot_cells = (j.T, v.T)
-    grid = geometry(x)
+    # One operator per group of vol_repeat rows: coefficients (groups, 1) against the members' (groups, members).
+    grid = geometry(x) if vol_repeat == 1 else jax.tree.map(lambda a: a[..., None], geometry(x[::vol_repeat]))
     leader = steps.leader
     # Time interpolation once per group of rows with the same step times (a shared table only, and only where
     # the groups' table rows are fewer than the cells they serve).
@@ -406,14 +429,21 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
         half_variance = 0.5 * variance(step)
         if vol_repeat > 1:
             nodes, groups = half_variance.shape
-            half_variance = jnp.broadcast_to(half_variance[:, :, None], (nodes, groups, vol_repeat)).reshape(
-                nodes, groups * vol_repeat)
-        weights = (None, None) if boundary is None else boundary(state.T, data, index, event_constants)
-        state = theta_step(state, grid=grid, half_variance=half_variance, drift=step.drift, rate=step.rate,
-                           dt=step.dt, theta=step.theta, lower_value=step.lower_value,
-                           upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
-                           upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
-                           lower_weights=weights[0], upper_weights=weights[1])
+            shared = (lambda a: a[::vol_repeat, None])
+            members = (lambda a: a.reshape(groups, vol_repeat))
+            state = theta_step(state.reshape(nodes, groups, vol_repeat), grid=grid,
+                               half_variance=half_variance[:, :, None], drift=shared(step.drift),
+                               rate=shared(step.rate), dt=shared(step.dt), theta=shared(step.theta),
+                               lower_value=members(step.lower_value), upper_value=members(step.upper_value),
+                               lower_dirichlet=shared(lower_dirichlet),
+                               upper_dirichlet=shared(upper_dirichlet)).reshape(nodes, -1)
+        else:
+            weights = (None, None) if boundary is None else boundary(state.T, data, index, event_constants)
+            state = theta_step(state, grid=grid, half_variance=half_variance, drift=step.drift, rate=step.rate,
+                               dt=step.dt, theta=step.theta, lower_value=step.lower_value,
+                               upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
+                               upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
+                               lower_weights=weights[0], upper_weights=weights[1])
         if event is not None:
             values = (event(state.T, data, index) if event_constants is None
                       else event(state.T, data, index, event_constants))
