@@ -24,10 +24,10 @@ Asians and cliquets, maturities 0.25-5 y) under the Dupire local vol of the seed
 2. accuracy, "300 x 300-equivalent": each family's errors |V - V_ref| / max(|V_ref|, 0.01) against a
    reference at ``REFERENCE_GRID`` with twice the state nodes; the yardstick is the same engine at
    ``YARDSTICK_GRID`` (301 nodes x 300 steps, with the state grids of ``YARDSTICK_STATE``; the same grid with
-   the defaults' state grids is printed beside it); for each family the first grid of ``BOOK_LADDER`` whose
-   largest error is no larger than the yardstick's is chosen, and the default grids' errors are printed
-   beside it.  For context, the seed's own grid layout (300
-   nodes uniform in S on [1, 300], 300 steps) on 30 Europeans under the same local vol;
+   the defaults' state grids is printed beside it); for each family the cheapest (rows x nodes x steps) grid
+   of ``BOOK_LADDER`` with state nodes of ``STATE_LADDER`` whose largest error is no larger than the
+   yardstick's is chosen, and the default grids' errors are printed beside it.  For context, the seed's own
+   grid layout (300 nodes uniform in S on [1, 300], 300 steps) on 30 Europeans under the same local vol;
 3. the book at the chosen grids, each family in two chunks by maturity (the run's maturity bands), serial and
    on ``--workers`` threads
    (:class:`shoals.execution.ThreadExecutor`), warm medians (goal <= 0.5 s);
@@ -174,6 +174,9 @@ YARDSTICK_GRID = (301, 300)
 #: steps for the 5 y monthly cliquets and the target does not move when the defaults' state grids change.
 YARDSTICK_STATE = {"asian": 31, "lookback": 25, "cliquet": 21}
 YARDSTICK_PERIOD_STEPS = 4
+#: State-node counts tried with each grid of BOOK_LADDER (the default first): the chosen discretisation is the
+#: cheapest (rows x nodes x steps) of grid x state nodes whose largest error is no larger than the yardstick's.
+STATE_LADDER = {"asian": (41, 35, 31), "lookback": (25, 17, 13, 9), "cliquet": (21, 15, 11)}
 
 
 def _book_errors(values, reference):
@@ -242,12 +245,17 @@ def seed_book_section(repeats: int, baseline: Path | None, workers: int) -> dict
     kinds = np.array([r.instrument for r in rows])
     families = {kind: stack([r.contract for r in rows if r.instrument == kind]) for kind in dict.fromkeys(kinds)}
 
-    def method(space_time, kind, state_scale=1):
-        state = None
+    def method(space_time, kind, state_scale=1, state=None):
         if kind in STATE_NODES and state_scale != 1:
             high = STATE_NODE_RANGE[kind][1]
             state = min(STATE_NODES[kind] * state_scale, high) if high else STATE_NODES[kind] * state_scale
         return FiniteDifference(vega=False, space_nodes=space_time[0], time_steps=space_time[1], state_nodes=state)
+
+    def node_steps(candidate, kind, contract):
+        """The solve's size, rows x nodes x steps, of a candidate (space, time, state) (planning only)."""
+        plan = method(candidate[:2], kind, state=candidate[2]).plan(contract, snapshot, local_vol=grid)[0]
+        arguments = plan.arguments
+        return int(np.prod(arguments["terminal"].shape)) * int(arguments["steps"].dt.shape[0])
 
     default = FiniteDifference(vega=False)
     total_default = median_time(lambda: price_book(rows, default, market=snapshot, local_vol=grid), repeats)
@@ -269,31 +277,36 @@ def seed_book_section(repeats: int, baseline: Path | None, workers: int) -> dict
                                    state_nodes=YARDSTICK_STATE.get(kind), period_steps=YARDSTICK_PERIOD_STEPS)
         yardstick = _book_errors(literal.price(contract, snapshot, local_vol=grid).value, reference)
         current = _book_errors(method(YARDSTICK_GRID, kind).price(contract, snapshot, local_vol=grid).value, reference)
-        for space_time in BOOK_LADDER:
-            errors = _book_errors(method(space_time, kind).price(contract, snapshot, local_vol=grid).value, reference)
+        candidates = sorted(((*space_time, state) for space_time in BOOK_LADDER for state in
+                             STATE_LADDER.get(kind, (None,))), key=lambda c: node_steps(c, kind, contract))
+        for candidate in candidates:
+            errors = _book_errors(method(candidate[:2], kind, state=candidate[2]).price(
+                contract, snapshot, local_vol=grid).value, reference)
             if errors.max() <= yardstick.max():
                 break
-        chosen[kind] = (space_time, errors)
+        chosen[kind] = (candidate, errors)
         own = _book_errors(default.price(contract, snapshot, local_vol=grid).value, reference)
         print(f"[seed book]   {kind:9s} 300 x 300: max {yardstick.max():.1e} p95 {np.quantile(yardstick, 0.95):.1e}; "
               f"(with today's state grids {current.max():.1e}); "
               f"default grid: max {own.max():.1e} p95 {np.quantile(own, 0.95):.1e} "
               f"({'' if own.max() <= yardstick.max() else 'NOT '}300 x 300-equivalent); "
-              f"chosen {space_time[0]} x {space_time[1]}: max {errors.max():.1e} p95 {np.quantile(errors, 0.95):.1e}")
+              f"chosen {candidate[0]} x {candidate[1]}"
+              f"{'' if candidate[2] is None else f' ({candidate[2]} state nodes)'}: "
+              f"max {errors.max():.1e} p95 {np.quantile(errors, 0.95):.1e}")
 
     # Timing at the chosen grids: each family cut in two chunks by maturity (as the run cuts each type into
     # maturity bands: the short chunk runs fewer steps), largest first, on threads and serially.
-    tasks = []
+    tasks, cost = [], []
     for kind, contract in families.items():
         by_maturity = np.argsort(np.asarray(contract.maturity), kind="stable")
         for half in np.array_split(by_maturity, 2):
             chunk = jax.tree_util.tree_map(lambda a, half=half: a[half] if np.ndim(a) else a, contract)
-            tasks.append((method(chosen[kind][0], kind), chunk))
-    cost = [t[0].space_nodes * t[0].time_steps * np.size(t[1].maturity) for t in tasks]
+            tasks.append((method(chosen[kind][0][:2], kind, state=chosen[kind][0][2]), chunk))
+            cost.append(node_steps(chosen[kind][0], kind, chunk))
     order = list(np.argsort(cost)[::-1])
     shared = (snapshot, grid)
     report = {"trades": len(rows), "default_s": total_default,
-              "grids": {kind: list(space_time) for kind, (space_time, _) in chosen.items()}}
+              "grids": {kind: list(candidate) for kind, (candidate, _) in chosen.items()}}
     with ThreadExecutor(workers) as threads:
         for name, executor in (("serial", SerialExecutor()), (f"threads:{workers}", threads)):
             seconds = median_time(lambda executor=executor: executor.map(_price_family, tasks, shared=shared,
