@@ -164,9 +164,11 @@ def barrier_section(count: int, sample_size: int, quantlib_count: int, accuracy:
             "quantlib_s_per_option": per_quantlib, "ratio": per_quantlib / per_shoals}
 
 
-#: Grids (space nodes, time steps) tried for each family of the seed book, cheapest first; the reference is
+#: Grids (space nodes, time steps) tried for each family of the seed book (in the order of their solves' sizes;
+#: the barriers' error comes from the space grid, hence the space-rich grids at the end); the reference is
 #: REFERENCE_GRID with twice the default state nodes (the lookback's capped at its stable maximum).
-BOOK_LADDER = [(101, 40), (121, 50), (161, 60), (201, 80), (241, 100), (241, 200), (301, 150), (301, 300)]
+BOOK_LADDER = [(101, 40), (121, 50), (161, 60), (201, 80), (241, 100), (241, 200), (301, 150), (301, 300),
+               (401, 100), (381, 120), (341, 150), (361, 150)]
 REFERENCE_GRID = (641, 600)
 YARDSTICK_GRID = (301, 300)
 #: The yardstick's state discretisation: that of the defaults when the yardstick was set (2026-11-22: 31 average
