@@ -103,11 +103,12 @@ class PdeMarket:
             dividend = np.where(dt > 0.0, (div_hi - div_lo) / safe, (div_eps - div_hi) / eps)
         zeros = np.zeros_like(start)
         group, leader = time_groups(start, dt)
-        rows = (lambda a: on_device(np.repeat(np.broadcast_to(a, start.shape), repeats, axis=1)))
-        return Steps(start=rows(start), dt=rows(dt), theta=rows(theta), drift=rows(rate - dividend), rate=rows(rate),
-                     lower_value=rows(zeros if lower_value is None else lower_value),
-                     upper_value=rows(zeros if upper_value is None else upper_value),
-                     group=on_device(np.repeat(group, repeats)), leader=on_device(leader * repeats))
+        rows = (lambda a: np.repeat(np.broadcast_to(a, start.shape), repeats, axis=1))
+        # One batched transfer for the nine arrays (separate transfers cost ~2x more host time per plan).
+        return Steps(*jax.device_put((rows(start), rows(dt), rows(theta), rows(rate - dividend), rows(rate),
+                                      rows(zeros if lower_value is None else lower_value),
+                                      rows(zeros if upper_value is None else upper_value),
+                                      np.repeat(group, repeats), leader * repeats)))
 
     def spot_greeks(self, x, values):
         """Value, delta, gamma and theta at the spot from solutions ``values`` (batch, n) at t = 0 on grids
