@@ -158,8 +158,8 @@ def price_chunk(task: ChunkTask, shared: SharedMarket) -> ChunkResult:
         if method_name == "finite-difference":
             fd = finite_difference_of(shared.method)
             plan, _ = fd.plan(contract, shared.snapshot, local_vol=shared.local_vol)
-            weights = np.array([rows[i].quantity * rows[i].notional for i in members], dtype=np.float64)
-            adjoint = shared.aad and rows[members[0]].instrument not in AAD_EXCLUDED
+            weights = _weights([rows[i] for i in members])
+            adjoint = _by_adjoint(rows[members[0]], shared)
             if adjoint and np.all(weights != 0.0):
                 # One gradient pass, then each bump solved only over the steps it changes (exact: PdePlan).
                 ladder = plan.ladder_values(weights, shared.bumped_vols)
@@ -190,10 +190,10 @@ def _solved_by_adjoint(rows: list[BookRow], shared: SharedMarket) -> ChunkResult
     type excluded from AAD or not priced by finite differences first, a row :func:`price_book` reports, zero
     weights, an error while planning or solving, or a non-finite price (:func:`price_book` then isolates the
     failing rows)."""
-    if shared.bumped_vols is None or not shared.aad or rows[0].instrument in AAD_EXCLUDED:
+    if shared.bumped_vols is None or not _by_adjoint(rows[0], shared):
         return None
     method = first_method(rows, shared.method, shared.snapshot)
-    weights = np.array([row.quantity * row.notional for row in rows], dtype=np.float64)
+    weights = _weights(rows)
     if not isinstance(method, FiniteDifference) or not np.all(weights != 0.0):
         return None
     try:
@@ -206,6 +206,16 @@ def _solved_by_adjoint(rows: list[BookRow], shared: SharedMarket) -> ChunkResult
         return None
     return ChunkResult(frame=frame, bump_values=ladder.bumped, aad=np.ones(len(rows), dtype=bool),
                        vol_gradient=ladder.gradient)
+
+
+def _weights(rows: list[BookRow]) -> np.ndarray:
+    """The book weights of ``rows`` (quantity x notional): the AAD ladder's weights of the trade values."""
+    return np.array([row.quantity * row.notional for row in rows], dtype=np.float64)
+
+
+def _by_adjoint(row: BookRow, shared: SharedMarket) -> bool:
+    """Whether trades of ``row``'s type take their vega ladder's gradient by reverse mode in this run."""
+    return shared.aad and row.instrument not in AAD_EXCLUDED
 
 
 def finite_difference_of(method) -> FiniteDifference:
