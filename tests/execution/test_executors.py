@@ -15,6 +15,7 @@ from executor_tasks import (
     fail_on_three,
     numeric_task,
     sleepy_square,
+    worker_cores,
     worker_token,
 )
 from hypothesis import given, settings
@@ -32,6 +33,7 @@ from shoals.execution import (
     cost_sorted_order,
     executor_from_spec,
 )
+from shoals.execution.executors import pinnable_cores
 
 WORKERS = 2
 
@@ -103,6 +105,19 @@ def test_serial_and_processes_give_identical_results(processes):
     for expected, got in zip(serial, parallel):
         assert got.dtype == np.float64
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.skipif(len(pinnable_cores()) < WORKERS, reason=f"needs {WORKERS} CPUs and CPU affinity (Linux)")
+def test_pinned_workers_each_own_a_core_and_run_xla_on_one_thread(processes):
+    assert processes.pinned
+    workers = dict((pid, (cores, threads)) for pid, cores, threads in processes.map(worker_cores, range(16)))
+    cores = [cores for cores, _ in workers.values()]
+    assert all(len(owned) == 1 for owned in cores) and len(set(cores)) == len(cores) <= WORKERS
+    assert {threads for _, threads in workers.values()} == {1}
+    with ProcessExecutor(WORKERS, pin=False) as free:
+        assert not free.pinned
+        assert {cores for _, cores, _ in free.map(worker_cores, range(4))} == {tuple(pinnable_cores())}
+    assert not ProcessExecutor(len(pinnable_cores()) + 1).pinned  # more workers than cores: the OS schedules
 
 
 def test_shared_is_shipped_once_per_worker_and_not_again_for_the_same_object(processes, tmp_path):
