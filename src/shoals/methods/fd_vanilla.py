@@ -25,8 +25,7 @@ options, two (or three) for knock-ins.  Each row has its own grid in x = ln S: a
 * Discrete monitoring at t_k = kT/n: H snapped onto a node; at each date the jump condition
   V(t_k^-) = f V(t_k^+) + (1 - f) K with f the live fraction of each node's cell (1 away from H) and K the
   knocked value: the rebate (knock-out), the vanilla row (direct knock-in) or 0 (parity leg); Rannacher
-  sub-steps restart after every date, and each monitoring period gets at least ``period_steps``
-  (:data:`MONITORING_STEPS`) steps whatever ``time_steps``.
+  sub-steps restart after every date.
 * American: projection V = max(V, payoff) after every step (Brennan-Schwartz type; the first-order
   error in time from exercise is small next to the 1e-3 targets at the default grid).
 
@@ -54,11 +53,6 @@ from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
 from shoals.kernels.pde import solve_backward, split_steps, stretched_nodes, table_vol, uniform_time_steps
 from shoals.methods.pde_plan import PdePlan, as_table, row_table, state_rows
-
-#: At least this many time steps per monitoring period of a discretely monitored barrier (each date restarts
-#: from a jump in the solution): 50 dates a year at 6 per period are within 5e-3 of the Broadie-Glasserman-Kou
-#: price (tests/reference/test_pde_quantlib.py), where 2 per period (100 steps a year) err by 1.1e-2.
-MONITORING_STEPS = 6
 
 # Row roles.  VANILLA: plain grid; OUT_BOUNDARY: continuous knock-out on a grid ending on the barrier;
 # all others on a grid with the barrier on an interior node: VANILLA_LEG (the vanilla of a knock-in),
@@ -212,10 +206,7 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     terminal = (rows.s_live[:, None] * payoff_live + rows.s_knocked[:, None] * (payoff_all - payoff_live)
                 + rows.c_live[:, None] * live + rows.c_knocked[:, None] * (1.0 - live))
 
-    period_steps = MONITORING_STEPS if method.period_steps is None else int(method.period_steps)
-    count = np.where(rows.pieces > 1, np.maximum(int(method.time_steps), period_steps * rows.pieces),
-                     int(method.time_steps))
-    schedule = uniform_time_steps(rows.maturity, count, rows.pieces, rannacher)
+    schedule = uniform_time_steps(rows.maturity, int(method.time_steps), rows.pieces, rannacher)
     start, dt, theta, event_index = split_steps(*schedule, market.jumps)
     discount_maturity = row_market.discount(rows.maturity)
     rebate_later = rows.rebate * np.where(rows.rebate_at_hit, 1.0,

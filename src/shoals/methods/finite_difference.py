@@ -214,9 +214,8 @@ class FiniteDifference:
         knock-in solved with the vanilla's value on the barrier as boundary value, vanilla alongside).
     state_nodes: nodes of the extra state of path-dependent contracts (running average, running extreme,
         last reset level); ``None`` takes each type's default (``fd_path_dependent.STATE_NODES``).
-    period_steps: at least this many time steps per cliquet reset period and per monitoring period of a
-        discretely monitored barrier; ``None`` takes ``fd_path_dependent.PERIOD_STEPS`` (6) and
-        ``fd_vanilla.MONITORING_STEPS`` (6).
+    period_steps: at least this many time steps per cliquet reset period; ``None`` takes
+        ``fd_path_dependent.PERIOD_STEPS`` (6).
 
     ``price(instrument, market, *, local_vol=None)``: ``market`` a :class:`FlatMarket` (per-trade fields)
     or a :class:`MarketSnapshot` (Dupire local vol, built once per call unless ``local_vol`` is given).
