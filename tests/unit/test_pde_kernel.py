@@ -25,7 +25,7 @@ import shoals  # noqa: F401  (float64)
 from shoals.errors import InputError
 from shoals.instruments import American, Barrier, European
 from shoals.kernels.black_scholes import black_scholes_price
-from shoals.kernels.pde import split_steps, time_groups, time_steps, uniform_time_steps
+from shoals.kernels.pde import end_at_zero, split_steps, time_groups, time_steps, uniform_time_steps
 from shoals.market import FlatMarket
 from shoals.methods.finite_difference import FiniteDifference
 
@@ -334,3 +334,22 @@ def test_shared_factor_solve_and_adjoint_equal_the_solve_per_member():
                             jax.grad(per_member, argnums=(0, 1, 2, 3))(*arguments)):
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+def test_end_at_zero_moves_the_padding_before_maturity():
+    """Each row's zero-length steps move to its front at its maturity, its real steps keep their order and end
+    on the last level; a row without padding is unchanged."""
+    maturities = np.array([1.0, 0.25, 2.0])
+    pieces = np.array([12, 3, 24])
+    start, dt, theta, tags = split_steps(*uniform_time_steps(maturities, np.maximum(20, 6 * pieces), pieces, 2),
+                                         np.array([0.1, 0.6, 1.5]))
+    moved = end_at_zero(start, dt, theta, tags)
+    for b, maturity in enumerate(maturities):
+        real = dt[:, b] > 0.0
+        pad = int((~real).sum())
+        assert np.all(moved[1][:pad, b] == 0.0) and np.all(moved[0][:pad, b] == maturity)
+        assert np.all(moved[2][:pad, b] == 0.5) and np.all(moved[3][:pad, b] == -1)
+        for before, after in zip((start, dt, theta, tags), moved):
+            assert np.array_equal(after[pad:, b], before[real, b])
+    assert int((dt[:, 2] == 0.0).sum()) == 0 and all(np.array_equal(a[:, 2], b[:, 2])
+                                                     for a, b in zip(moved, (start, dt, theta, tags)))

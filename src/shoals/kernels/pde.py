@@ -439,11 +439,14 @@ def solve_backward(terminal, *, x, steps: Steps, vol: VolTable, lower_dirichlet,
                                upper_dirichlet=shared(upper_dirichlet)).reshape(nodes, -1)
         else:
             weights = (None, None) if boundary is None else boundary(state.T, data, index, event_constants)
-            state = theta_step(state, grid=grid, half_variance=half_variance, drift=step.drift, rate=step.rate,
-                               dt=step.dt, theta=step.theta, lower_value=step.lower_value,
-                               upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
-                               upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
-                               lower_weights=weights[0], upper_weights=weights[1])
+            stepped = theta_step(state, grid=grid, half_variance=half_variance, drift=step.drift, rate=step.rate,
+                                 dt=step.dt, theta=step.theta, lower_value=step.lower_value,
+                                 upper_value=step.upper_value, lower_dirichlet=lower_dirichlet,
+                                 upper_dirichlet=upper_dirichlet, lower_node=lower_node, upper_node=upper_node,
+                                 lower_weights=weights[0], upper_weights=weights[1])
+            # A hook's side condition (the lookback's lagged Robin end) is not idempotent: a zero-length step
+            # (padding) must leave the row as it is, or a trade's value would depend on its batch-mates.
+            state = stepped if boundary is None else jnp.where(step.dt > 0.0, stepped, state)
         if event is not None:
             values = (event(state.T, data, index) if event_constants is None
                       else event(state.T, data, index, event_constants))
@@ -591,6 +594,33 @@ def value_and_derivatives(x, values, x0):
         first = first + ys[:, k] * (d[0] * d[1] + d[0] * d[2] + d[1] * d[2]) / denominator
         second = second + ys[:, k] * 2.0 * (d[0] + d[1] + d[2]) / denominator
     return value, first, second
+
+
+def end_at_zero(start, dt, theta, tags, *, untagged=-1):
+    """Move each row's zero-length padding (the trailing steps of length 0 that :func:`uniform_time_steps` and
+    :func:`split_steps` add) to its front, at the row's first time (its maturity): every row's last step then
+    ends at t = 0 on the solve's last level, so rows stepped at the same step length read the same time at the
+    same level whatever their maturities (NumPy, host side; ``(steps, batch)`` arrays in, the same out).
+
+    Why: a vega bump moves the local vol on one pillar's time span only, and the solve levels it changes
+    (:meth:`~shoals.methods.pde_plan.PdePlan.bump_window`) are the union over the batch's rows; padded at the
+    end, a 1.5 y trade reaches t = 0.5 y near level 84 of 126 while a 5 y one batched with it (420 levels)
+    does near level 378, so the windows of the short pillars span most of the solve.  A zero-length step is
+    the identity (theta step with dt = 0; no event), before maturity as after t = 0, so values do not move."""
+    start, dt, theta, tags = (np.asarray(a) for a in (start, dt, theta, tags))
+    steps = dt.shape[0]
+    moving = dt > 0.0
+    used = np.where(moving.any(axis=0), steps - np.argmax(moving[::-1], axis=0), 0)   # up to the last real step
+    shift = steps - used
+    source = np.arange(steps)[:, None] - shift[None, :]
+    kept = source >= 0
+    source = np.maximum(source, 0)
+
+    def moved(a, pad):
+        return np.where(kept, np.take_along_axis(a, source, axis=0), pad)
+
+    return (moved(start, start[:1]), moved(dt, 0.0), moved(theta, 0.5),
+            moved(tags, np.asarray(untagged, dtype=tags.dtype)))
 
 
 def split_steps(start, dt, theta, tags, breaks, *, untagged=-1):

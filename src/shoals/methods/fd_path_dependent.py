@@ -67,6 +67,7 @@ from shoals._arrays import as_batch, on_device
 from shoals.errors import InputError, UnsupportedError
 from shoals.instruments import Asian, Cliquet, Lookback
 from shoals.kernels.pde import (
+    end_at_zero,
     snap_nodes,
     solve_backward,
     split_steps,
@@ -128,8 +129,9 @@ def _row_steps(market, maturities, pieces, method, repeats, *, smooth_events=Fal
     fixings, no sub-steps), after every event; steps cut at the local vol's jumps in time
     (:attr:`PdeMarket.jumps`, and :func:`~shoals.kernels.pde.split_steps`).  Computed per trade (each its own
     step count: a 3-period cliquet is not stepped as finely as a 60-period one batched with it; the batch runs
-    the largest count, the others padded with zero-length steps, so chunks of similar maturities gain), then
-    repeated for the members.  Returns the :class:`~shoals.kernels.pde.Steps` of the rows and the event index
+    the largest count, the others padded with zero-length steps before maturity (:func:`end_at_zero`: level k
+    is the same time for trades of the same step length, which keeps the vega ladder's bump windows short),
+    so chunks of similar maturities gain), then repeated for the members.  Returns the :class:`~shoals.kernels.pde.Steps` of the rows and the event index
     (steps, trades)."""
     pieces = np.asarray(pieces, dtype=np.int64)
     count = np.maximum(method.time_steps, period_steps * pieces)
@@ -142,7 +144,7 @@ def _row_steps(market, maturities, pieces, method, repeats, *, smooth_events=Fal
         dt = np.concatenate([np.repeat(dt[:1] / method.rannacher, method.rannacher, axis=0), dt[1:]])
         theta = np.concatenate([np.ones((method.rannacher, start.shape[1])), theta[1:]])
         event_index = np.concatenate([np.full((method.rannacher - 1, start.shape[1]), -1), event_index])
-    start, dt, theta, event_index = split_steps(start, dt, theta, event_index, market.jumps)
+    start, dt, theta, event_index = end_at_zero(*split_steps(start, dt, theta, event_index, market.jumps))
     return market.steps(start, dt, theta, repeats=repeats), event_index
 
 
