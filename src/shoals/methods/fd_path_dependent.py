@@ -131,8 +131,8 @@ def _row_steps(market, maturities, pieces, method, repeats, *, smooth_events=Fal
     step count: a 3-period cliquet is not stepped as finely as a 60-period one batched with it; the batch runs
     the largest count, the others padded with zero-length steps before maturity (:func:`end_at_zero`: level k
     is the same time for trades of the same step length, which keeps the vega ladder's bump windows short),
-    so chunks of similar maturities gain), then repeated for the members.  Returns the :class:`~shoals.kernels.pde.Steps` of the rows and the event index
-    (steps, trades)."""
+    so chunks of similar maturities gain), then repeated for the members.  Returns the
+    :class:`~shoals.kernels.pde.Steps` of the rows and the event index (steps, trades)."""
     pieces = np.asarray(pieces, dtype=np.int64)
     count = np.maximum(method.time_steps, period_steps * pieces)
     start, dt, theta, event_index = uniform_time_steps(maturities, count, pieces,
