@@ -605,8 +605,11 @@ def end_at_zero(start, dt, theta, tags, *, untagged=-1):
     Why: a vega bump moves the local vol on one pillar's time span only, and the solve levels it changes
     (:meth:`~shoals.methods.pde_plan.PdePlan.bump_window`) are the union over the batch's rows; padded at the
     end, a 1.5 y trade reaches t = 0.5 y near level 84 of 126 while a 5 y one batched with it (420 levels)
-    does near level 378, so the windows of the short pillars span most of the solve.  A zero-length step is
-    the identity (theta step with dt = 0; no event), before maturity as after t = 0, so values do not move."""
+    does near level 378, so the windows of the short pillars span most of the solve.  A zero-length step
+    leaves the values as they are, before maturity as after t = 0: the theta step with dt = 0 is the
+    identity inside, no event fires, a boundary hook's side condition is skipped (:func:`solve_backward`),
+    and the default linear-in-S ends already hold for the payoffs these families start from (checked:
+    tests/consistency/test_pde_batch_independence.py, a batch = each trade alone)."""
     start, dt, theta, tags = (np.asarray(a) for a in (start, dt, theta, tags))
     steps = dt.shape[0]
     moving = dt > 0.0
