@@ -11,8 +11,10 @@ a non-uniform grid (second order on smoothly stretched grids).  Time: the theta-
 .. math:: (I - \\theta \\Delta t L^{n+1/2}) V^{n} = (I + (1 - \\theta) \\Delta t L^{n+1/2}) V^{n+1},
 
 coefficients frozen at the step's mid-time; theta = 1/2 (Crank-Nicolson) except implicit (theta = 1)
-start-up steps chosen by the caller after every discontinuity (Rannacher 1984).  Steps of zero length are
-the identity, so trades with different numbers of events share one step count (padding).
+start-up steps chosen by the caller after every discontinuity (Rannacher 1984).  Steps of zero length
+leave the interior as it is and set the end nodes by the side conditions (the identity where the values
+already satisfy them; a boundary hook's condition is skipped there), so trades with different numbers of
+events share one step count (padding).
 
 Boundaries: per trade and side, Dirichlet (a given value per step: a knock-out barrier, a rebate) or
 "linear in S" (V_SS = 0: V at the end node extrapolated linearly in S from the two next nodes, which keeps
