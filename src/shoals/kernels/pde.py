@@ -139,12 +139,10 @@ def table_vol(table: VolTable, times, spots):
 class Geometry(NamedTuple):
     """Time-independent parts of the operator on the interior nodes, transposed to (n - 2, batch), and the
     linear-in-S boundary weights (batch,): with a = sigma^2/2 and mu = r - q at a step,
-    l = a l_a + mu l_mu, d = a d_a + mu d_mu - r, u = a u_a + mu u_mu (see :func:`geometry`)."""
+    l = a l_a + mu l_mu, u = a u_a + mu u_mu and d = -(l + u) - r (see :func:`geometry`)."""
 
     l_a: jax.Array
     l_mu: jax.Array
-    d_a: jax.Array
-    d_mu: jax.Array
     u_a: jax.Array
     u_mu: jax.Array
     low: tuple
@@ -159,14 +157,16 @@ def geometry(x) -> Geometry:
     V_x  ~ [-h+^2 V_{i-1} + (h+^2 - h-^2) V_i + h-^2 V_{i+1}] / (h- h+ (h- + h+))
     V_xx ~ 2 [h+ V_{i-1} - (h- + h+) V_i + h- V_{i+1}] / (h- h+ (h- + h+)),
 
-    split into the parts multiplying a and mu."""
+    split into the parts multiplying a and mu.  Both stencils vanish on constants, so each row's weights sum to
+    zero and the diagonal is d = -(l + u) - r: it is not stored (two arrays fewer to read at every step of
+    a memory-bound solve), and the operator is applied as l (V_{i-1} - V_i) + u (V_{i+1} - V_i) - r V_i."""
     minus = (x[:, 1:-1] - x[:, :-2]).T
     plus = (x[:, 2:] - x[:, 1:-1]).T
     scale = 1.0 / (minus * plus * (minus + plus))
     a_low, b_low = 2.0 * scale * plus, scale * plus * plus
     a_up, b_up = 2.0 * scale * minus, scale * minus * minus
-    return Geometry(l_a=a_low + b_low, l_mu=-b_low, d_a=-(a_low + a_up + b_low - b_up), d_mu=b_low - b_up,
-                    u_a=a_up - b_up, u_mu=b_up, low=_linear_weights(x, 0), high=_linear_weights(x, -1))
+    return Geometry(l_a=a_low + b_low, l_mu=-b_low, u_a=a_up - b_up, u_mu=b_up, low=_linear_weights(x, 0),
+                    high=_linear_weights(x, -1))
 
 
 def _thomas_sweep(lower, diag, upper, rhs):
@@ -277,11 +277,13 @@ def theta_step(v, *, grid: Geometry, half_variance, drift, rate, dt, theta, lowe
     a = half_variance[1:-1]
     mu = drift[None, :]
     lower = a * grid.l_a + mu * grid.l_mu
-    diag = a * grid.d_a + mu * grid.d_mu - rate[None, :]
     upper = a * grid.u_a + mu * grid.u_mu
-    rhs = v[1:-1] + ((1.0 - theta) * dt)[None, :] * (lower * v[:-2] + diag * v[1:-1] + upper * v[2:])
+    centre = v[1:-1]
+    explicit = lower * (v[:-2] - centre) + upper * (v[2:] - centre) - rate[None, :] * centre
+    rhs = centre + ((1.0 - theta) * dt)[None, :] * explicit
     step = (theta * dt)[None, :]
-    a_lower, a_diag, a_upper = -step * lower, 1.0 - step * diag, -step * upper
+    a_lower, a_upper = -step * lower, -step * upper
+    a_diag = 1.0 - (a_lower + a_upper) + step * rate[None, :]
     w1_low, w2_low, w0_low = (*grid.low, 0.0) if lower_weights is None else lower_weights
     w1_up, w2_up, w0_up = (*grid.high, 0.0) if upper_weights is None else upper_weights
     # First interior row: V_0 known (Dirichlet) or V_0 = w1 V_1 + w2 V_2 + w0 (linear in S or Robin).
