@@ -55,3 +55,10 @@ def worker_cores(task, shared):
     names = [open(f"{folder}/comm").read() for folder in glob.glob("/proc/self/task/*")]
     time.sleep(0.05)
     return os.getpid(), tuple(sorted(os.sched_getaffinity(0))), sum("XLAEigen" in name for name in names)
+
+
+def worker_jax_cache(task, shared):
+    """(pid, the worker's persistent compilation cache folder and minimum compile time)."""
+    import jax
+
+    return os.getpid(), jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs

@@ -16,6 +16,7 @@ from executor_tasks import (
     numeric_task,
     sleepy_square,
     worker_cores,
+    worker_jax_cache,
     worker_token,
 )
 from hypothesis import given, settings
@@ -118,6 +119,28 @@ def test_pinned_workers_each_own_a_core_and_run_xla_on_one_thread(processes):
         assert not free.pinned
         assert {cores for _, cores, _ in free.map(worker_cores, range(4))} == {tuple(pinnable_cores())}
     assert not ProcessExecutor(len(pinnable_cores()) + 1).pinned  # more workers than cores: the OS schedules
+
+
+def test_workers_use_the_parents_persistent_compilation_cache(tmp_path):
+    """A spawned worker starts with JAX's defaults; it takes the parent's cache folder (and minimum compile time)
+    when the parent has one, and stays without a cache otherwise.  No program is compiled here while the
+    option is set, so this process's own cache is not touched."""
+    import jax
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    before = {name: getattr(jax.config, name) for name in names}
+    if before["jax_compilation_cache_dir"] is None:
+        with ProcessExecutor(WORKERS) as workers:
+            assert {cache for _, cache, _ in workers.map(worker_jax_cache, range(4))} == {None}
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        with ProcessExecutor(WORKERS) as workers:
+            seen = workers.map(worker_jax_cache, range(4))
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+    assert {(cache, minimum) for _, cache, minimum in seen} == {(str(tmp_path), 0.0)}
 
 
 def test_shared_is_shipped_once_per_worker_and_not_again_for_the_same_object(processes, tmp_path):

@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -143,14 +144,34 @@ class SerialExecutor:
 # Worker side of ProcessExecutor: the pool initializer installs the shared object here, once per worker.
 _WORKER_SHARED: Any = None
 
+#: JAX options a worker process takes from its parent: the persistent compilation cache.  A spawned worker
+#: starts with JAX's defaults, so without them it compiles every program afresh although the parent (``shoals
+#: run``, which enables the cache) has them on disk: ~120 s per worker for the embedded example's programs.
+INHERITED_JAX_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
 
-def _start_worker(cores, payload: bytes | None) -> None:
-    """Pool initializer: pin this worker to the next core of the queue ``cores`` (if pinning), then install
-    the shared object.  Pinning comes first: XLA sizes its intra-op thread pool and its per-op task split from
-    the CPUs the process may run on when the JAX client starts, which unpickling ``shared`` may do."""
+
+def _parent_jax_options() -> dict:
+    """This process's values of :data:`INHERITED_JAX_OPTIONS` when it has a persistent compilation cache
+    (``{}`` otherwise, or when JAX is not imported)."""
+    jax = sys.modules.get("jax")
+    if jax is None or jax.config.jax_compilation_cache_dir is None:
+        return {}
+    return {name: getattr(jax.config, name) for name in INHERITED_JAX_OPTIONS}
+
+
+def _start_worker(cores, jax_options: dict, payload: bytes | None) -> None:
+    """Pool initializer: pin this worker to the next core of the queue ``cores`` (if pinning), take the
+    parent's ``jax_options`` (:func:`_parent_jax_options`), then install the shared object.  Pinning comes
+    first: XLA sizes its intra-op thread pool and its per-op task split from the CPUs the process may run on
+    when the JAX client starts, which unpickling ``shared`` may do; setting options starts no client."""
     global _WORKER_SHARED
     if cores is not None:
         os.sched_setaffinity(0, {cores.get()})
+    if jax_options:
+        import jax
+
+        for name, value in jax_options.items():
+            jax.config.update(name, value)
     if payload is not None:
         _WORKER_SHARED = pickle.loads(payload)
 
@@ -178,6 +199,7 @@ class ProcessExecutor:
     keep ~1.5 cores busy for no gain in wall time); bit-identical results (docs/execution.md).
 
     The pool starts on the first ``map`` and is reused until :meth:`close` (or the end of a ``with`` block).
+    Workers use the parent's persistent JAX compilation cache, if it has one (:data:`INHERITED_JAX_OPTIONS`).
     ``shared`` is pickled once in the parent and unpickled once per worker by the pool initializer; a ``map``
     with a different ``shared`` object restarts the workers (identity decides, so mutate nothing you passed
     as ``shared``).  ``function``, the tasks and their results must be picklable: ``function`` a
@@ -246,7 +268,7 @@ class ProcessExecutor:
             for core in self._cores:
                 cores.put(core)
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
-                                         initargs=(cores, payload))
+                                         initargs=(cores, _parent_jax_options(), payload))
         self._installed = shared
         return self._pool
 
