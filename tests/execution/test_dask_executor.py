@@ -27,6 +27,7 @@ from executor_tasks import (
     fail_on_three,
     numeric_task,
     sleepy_square,
+    worker_jax_cache,
     worker_token,
 )
 from support import skewed_snapshot
@@ -63,6 +64,24 @@ def dask():
 def worker_pids(executor) -> dict:
     executor.client.wait_for_workers(WORKERS, timeout=120)
     return executor.client.run(os.getpid)
+
+
+def test_local_workers_use_the_parents_persistent_compilation_cache(tmp_path):
+    """Spawned local workers take this process's cache folder (a worker plugin); no program is compiled here
+    while the option is set."""
+    import jax
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    before = {name: getattr(jax.config, name) for name in names}
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        with DaskExecutor(workers=1) as local:
+            seen = local.map(worker_jax_cache, range(2))
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+    assert {(cache, minimum) for _, cache, minimum in seen} == {(str(tmp_path), 0.0)}
 
 
 def test_dask_executor_follows_the_protocol(dask):

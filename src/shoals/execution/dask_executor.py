@@ -20,6 +20,8 @@ from shoals.execution.executors import (
     _format_indices,
     _start_order,
     _task_error,
+    apply_jax_options,
+    parent_jax_options,
 )
 
 INSTALL_HINT = 'pip install "shoals[dask]"'
@@ -43,6 +45,26 @@ class _Job:
     def __init__(self, function, task):
         self.function = function
         self.task = task
+
+
+def _inherit_jax_options(client, options: dict) -> None:
+    """Have every worker of ``client``'s cluster, including those started later, set JAX ``options`` (the
+    parent's persistent compilation cache, :func:`~shoals.execution.executors.parent_jax_options`) before its
+    first task: a worker plugin, run at each worker's start."""
+    if not options:
+        return
+    distributed = _distributed()
+
+    class JaxOptions(distributed.WorkerPlugin):
+        name = "shoals-jax-options"
+
+        def __init__(self, options):
+            self.options = options
+
+        def setup(self, worker):
+            apply_jax_options(self.options)
+
+    client.register_plugin(JaxOptions(options))
 
 
 def _run(job: _Job, shared):
@@ -71,7 +93,9 @@ class DaskExecutor:
       on the workers (Shoals installed there); lambdas and closures travel by value.
 
     With no address and ``processes=True`` the workers are spawned: a script that builds a DaskExecutor at
-    import time needs the ``if __name__ == "__main__":`` guard.
+    import time needs the ``if __name__ == "__main__":`` guard; they use this process's persistent JAX
+    compilation cache, if it has one (a worker plugin: workers restarted later too).  Workers of a remote
+    cluster set their own (``dask worker --preload``, docs/execution.md).
     """
 
     name = "dask"
@@ -125,6 +149,8 @@ class DaskExecutor:
                 processes=self._processes, dashboard_address="127.0.0.1:0")  # never a fixed port
             try:
                 self._client = distributed.Client(self._cluster)
+                if self._processes:
+                    _inherit_jax_options(self._client, parent_jax_options())
             except BaseException:
                 self._cluster.close()
                 self._cluster = None

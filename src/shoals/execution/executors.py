@@ -150,28 +150,33 @@ _WORKER_SHARED: Any = None
 INHERITED_JAX_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
 
 
-def _parent_jax_options() -> dict:
+def parent_jax_options() -> dict:
     """This process's values of :data:`INHERITED_JAX_OPTIONS` when it has a persistent compilation cache
-    (``{}`` otherwise, or when JAX is not imported)."""
+    (``{}`` otherwise, or when JAX is not imported), for the worker processes it starts on this machine."""
     jax = sys.modules.get("jax")
     if jax is None or jax.config.jax_compilation_cache_dir is None:
         return {}
     return {name: getattr(jax.config, name) for name in INHERITED_JAX_OPTIONS}
 
 
+def apply_jax_options(options: dict) -> None:
+    """Set JAX ``options`` (name -> value) in this process (a worker's start-up; starts no JAX client)."""
+    if options:
+        import jax
+
+        for name, value in options.items():
+            jax.config.update(name, value)
+
+
 def _start_worker(cores, jax_options: dict, payload: bytes | None) -> None:
     """Pool initializer: pin this worker to the next core of the queue ``cores`` (if pinning), take the
-    parent's ``jax_options`` (:func:`_parent_jax_options`), then install the shared object.  Pinning comes
+    parent's ``jax_options`` (:func:`parent_jax_options`), then install the shared object.  Pinning comes
     first: XLA sizes its intra-op thread pool and its per-op task split from the CPUs the process may run on
     when the JAX client starts, which unpickling ``shared`` may do; setting options starts no client."""
     global _WORKER_SHARED
     if cores is not None:
         os.sched_setaffinity(0, {cores.get()})
-    if jax_options:
-        import jax
-
-        for name, value in jax_options.items():
-            jax.config.update(name, value)
+    apply_jax_options(jax_options)
     if payload is not None:
         _WORKER_SHARED = pickle.loads(payload)
 
@@ -268,7 +273,7 @@ class ProcessExecutor:
             for core in self._cores:
                 cores.put(core)
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
-                                         initargs=(cores, _parent_jax_options(), payload))
+                                         initargs=(cores, parent_jax_options(), payload))
         self._installed = shared
         return self._pool
 
