@@ -98,8 +98,20 @@ def smiles_figure(calibration, *, max_columns: int = 4, panel_size=(4.0, 3.0)):
             if np.isfinite(upper) and upper > 0:
                 axis.set_ylim(0, min(upper * 1.1, 300))
     axes.flat[0].legend(fontsize=7)
-    figure.tight_layout()
+    _panel_margins(figure, rows, columns)
     return figure
+
+
+def _panel_margins(figure, rows: int, columns: int, *, left=0.55, right=0.12, bottom=0.45, top=0.3, across=0.6,
+                   down=0.75):
+    """Margins and gaps of a grid of panels, in inches (``across``/``down``: between panels), for the fixed
+    font sizes of :func:`smiles_figure`.  ``tight_layout`` measured every tick label of every panel instead
+    (~0.4 s of the run's report for 8 panels, more than drawing them)."""
+    width, height = figure.get_size_inches()
+    axis_width = (width - left - right - (columns - 1) * across) / columns
+    axis_height = (height - bottom - top - (rows - 1) * down) / rows
+    figure.subplots_adjust(left=left / width, right=1.0 - right / width, bottom=bottom / height,
+                           top=1.0 - top / height, wspace=across / axis_width, hspace=down / axis_height)
 
 
 def implied_surface_figure(snapshot, *, k_range=(-0.5, 0.3)):
@@ -122,7 +134,8 @@ def local_vol_figure(grid, *, spot_range=None):
     """Heatmap of a :class:`LocalVolGrid` over (S, t); ``spot_range`` (low, high) limits the S axis
     (default: the whole grid)."""
     spots = np.asarray(grid.spots)
-    keep = np.ones_like(spots, dtype=bool) if spot_range is None else (spots >= spot_range[0]) & (spots <= spot_range[1])
+    keep = (np.ones_like(spots, dtype=bool) if spot_range is None
+            else (spots >= spot_range[0]) & (spots <= spot_range[1]))
     if keep.sum() < 2:
         keep = np.ones_like(spots, dtype=bool)
     figure = _new_figure((7, 4.5))
