@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import html
 import re
+import warnings
 from importlib.resources import files
 
 import numpy as np
@@ -194,6 +195,25 @@ def test_file_plots_still_written(calibration, local_vol, tmp_path):
              plot_local_vol(grid, tmp_path / "nested" / "local_vol.png", spot_range=(50.0, 150.0))]
     for path in paths:
         assert path.is_file() and path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_smile_panels_sit_inside_the_figure_without_overlapping(calibration):
+    """The fixed margins of the SVI-fit panels (no tight_layout): every panel inside the figure, no two
+    overlapping, room for the tick labels on the left; panels too small for the margins still render."""
+    from shoals.reports.plots import figure_png, smiles_figure
+
+    figure = smiles_figure(calibration, panel_size=(3.4, 2.6))
+    boxes = [axis.get_position() for axis in figure.axes if axis.get_visible()]
+    assert len(boxes) == calibration.smiles.n_slices
+    width, _ = figure.get_size_inches()
+    for index, box in enumerate(boxes):
+        assert 0.0 < box.x0 < box.x1 < 1.0 and 0.0 < box.y0 < box.y1 < 1.0
+        assert box.x0 * width >= 0.5                                  # inches left of each axis for its labels
+        for other in boxes[index + 1:]:
+            assert box.x1 <= other.x0 or other.x1 <= box.x0 or box.y1 <= other.y0 or other.y1 <= box.y0
+    with warnings.catch_warnings():              # matplotlib may warn that such panels cannot fit their labels
+        warnings.simplefilter("ignore", UserWarning)
+        assert figure_png(smiles_figure(calibration, panel_size=(0.8, 0.6))).startswith(PNG_MAGIC)
 
 
 def test_a_plot_that_fails_leaves_a_note(calibration, local_vol, monkeypatch):

@@ -106,10 +106,14 @@ def _panel_margins(figure, rows: int, columns: int, *, left=0.55, right=0.12, bo
                    down=0.75):
     """Margins and gaps of a grid of panels, in inches (``across``/``down``: between panels), for the fixed
     font sizes of :func:`smiles_figure`.  ``tight_layout`` measured every tick label of every panel instead
-    (~0.4 s of the run's report for 8 panels, more than drawing them)."""
+    (~0.4 s of the run's report for 8 panels, more than drawing them).  Panels too small for these margins
+    fall back to ``tight_layout``."""
     width, height = figure.get_size_inches()
     axis_width = (width - left - right - (columns - 1) * across) / columns
     axis_height = (height - bottom - top - (rows - 1) * down) / rows
+    if min(axis_width, axis_height) < 0.5:
+        figure.tight_layout()
+        return
     figure.subplots_adjust(left=left / width, right=1.0 - right / width, bottom=bottom / height,
                            top=1.0 - top / height, wspace=across / axis_width, hspace=down / axis_height)
 
