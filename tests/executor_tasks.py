@@ -1,6 +1,7 @@
 """Task functions shared by the executor tests (module-level in an importable module, so that spawned
 processes and Dask workers can import them: they get the parent's sys.path, which holds tests/)."""
 
+import contextlib
 import os
 import time
 
@@ -62,3 +63,21 @@ def worker_jax_cache(task, shared):
     import jax
 
     return os.getpid(), jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+
+
+@contextlib.contextmanager
+def parent_cache(folder):
+    """This process with a persistent compilation cache in ``folder`` (minimum compile time 0) for the block,
+    its options restored after; compile nothing inside, so that this process's own cache is not touched."""
+    import jax
+
+    from shoals.execution.executors import INHERITED_JAX_OPTIONS
+
+    before = {name: getattr(jax.config, name) for name in INHERITED_JAX_OPTIONS}
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        yield
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)

@@ -26,6 +26,7 @@ from executor_tasks import (
     CountingShared,
     fail_on_three,
     numeric_task,
+    parent_cache,
     sleepy_square,
     worker_jax_cache,
     worker_token,
@@ -69,18 +70,8 @@ def worker_pids(executor) -> dict:
 def test_local_workers_use_the_parents_persistent_compilation_cache(tmp_path):
     """Spawned local workers take this process's cache folder (a worker plugin); no program is compiled here
     while the option is set."""
-    import jax
-
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    before = {name: getattr(jax.config, name) for name in names}
-    try:
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        with DaskExecutor(workers=1) as local:
-            seen = local.map(worker_jax_cache, range(2))
-    finally:
-        for name, value in before.items():
-            jax.config.update(name, value)
+    with parent_cache(tmp_path), DaskExecutor(workers=1) as local:
+        seen = local.map(worker_jax_cache, range(2))
     assert {(cache, minimum) for _, cache, minimum in seen} == {(str(tmp_path), 0.0)}
 
 

@@ -14,6 +14,7 @@ from executor_tasks import (
     CountingShared,
     fail_on_three,
     numeric_task,
+    parent_cache,
     sleepy_square,
     worker_cores,
     worker_jax_cache,
@@ -127,19 +128,11 @@ def test_workers_use_the_parents_persistent_compilation_cache(tmp_path):
     option is set, so this process's own cache is not touched."""
     import jax
 
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    before = {name: getattr(jax.config, name) for name in names}
-    if before["jax_compilation_cache_dir"] is None:
+    if jax.config.jax_compilation_cache_dir is None:
         with ProcessExecutor(WORKERS) as workers:
             assert {cache for _, cache, _ in workers.map(worker_jax_cache, range(4))} == {None}
-    try:
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        with ProcessExecutor(WORKERS) as workers:
-            seen = workers.map(worker_jax_cache, range(4))
-    finally:
-        for name, value in before.items():
-            jax.config.update(name, value)
+    with parent_cache(tmp_path), ProcessExecutor(WORKERS) as workers:
+        seen = workers.map(worker_jax_cache, range(4))
     assert {(cache, minimum) for _, cache, minimum in seen} == {(str(tmp_path), 0.0)}
 
 
