@@ -18,6 +18,7 @@ from shoals.greeks.vega_ladder import (
 from shoals.instruments import Asian, Barrier, Cliquet, European, Lookback
 from shoals.market.local_vol import build_local_vol
 from shoals.methods import FiniteDifference
+from shoals.methods.pde_plan import WINDOW_GROUPS, window_groups
 from shoals.risk.run import run_book
 
 LEAN = FiniteDifference(space_nodes=121, time_steps=80, vega=False)
@@ -98,15 +99,20 @@ WINDOWED = {
 }
 
 
+@pytest.mark.parametrize("grouped", [False, True], ids=["all-rows", "maturity-groups"])
 @pytest.mark.parametrize("name", sorted(WINDOWED))
-def test_windowed_bumps_are_the_full_bumped_solves(market, name):
+def test_windowed_bumps_are_the_full_bumped_solves(market, name, grouped):
     """PdePlan.ladder_values solves each bump only over the steps it changes and carries the change to t = 0
-    by the base adjoint state: the same trade values as solving every bumped market over the whole life."""
+    by the base adjoint state: the same trade values as solving every bumped market over the whole life; with
+    the trades cut into maturity groups (each group's windows on its own rows, by its subset plan) too."""
     snapshot, grid, bumped, _ = market
     contract, weights = WINDOWED[name]
     plan, _ = LEAN.plan(contract, snapshot, local_vol=grid)
     full = np.stack([np.asarray(plan.values(v)) for v in bumped], axis=1)
-    result = plan.ladder_values(weights, bumped)
+    options = {"min_saving": 0.0} if grouped else {"max_groups": 1}
+    groups = plan._window_groups(bumped, WINDOW_GROUPS, 0.0) if grouped else []
+    assert not grouped or (len(groups) > 1 and all(group.plan is not plan for group in groups))
+    result = plan.ladder_values(weights, bumped, **options)
     value, gradient = plan.value_and_gradient(weights)
     np.testing.assert_allclose(result.base, np.asarray(plan.values()), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(result.bumped, full, rtol=1e-11, atol=1e-11)
@@ -115,6 +121,23 @@ def test_windowed_bumps_are_the_full_bumped_solves(market, name):
     np.testing.assert_allclose(result.gradient, np.asarray(gradient), rtol=1e-10, atol=1e-12)
     windows = [plan.bump_window(v) for v in bumped]
     assert any(w is not None and w[1] - w[0] < plan.arguments["steps"].dt.shape[0] for w in windows)
+
+
+def test_window_groups_cut_the_trades_by_maturity_where_it_saves():
+    """Two short trades reading early steps and two long ones reading late steps: two groups of neighbouring
+    maturities, each covering only its own steps; one group when the saving is below ``min_saving``."""
+    steps, rows = 40, 4
+    reads = np.zeros((1, steps, rows), dtype=bool)
+    reads[0, 2:6, [0, 2]] = True                   # trades 0 and 2: short
+    reads[0, 30:38, [1, 3]] = True                 # trades 1 and 3: long
+    owner, maturity = np.arange(rows), np.array([0.5, 3.0, 0.4, 2.5])
+    groups = window_groups(reads, owner, maturity, 3, 0.0, nodes=10)
+    assert [sorted(g.tolist()) for g in groups] == [[0, 2], [1, 3]]
+    one = 38 * rows * 10                           # steps 1 .. 38 (widened by one) on four rows of ten nodes
+    two = (6 + 10) * 2 * 10                        # steps 1 .. 6 and 29 .. 38 on two rows each
+    assert [len(window_groups(reads, owner, maturity, 3, one - two - 1.0, nodes=10)),
+            len(window_groups(reads, owner, maturity, 3, one - two, nodes=10))] == [2, 1]
+    assert len(window_groups(reads, owner, maturity, 1, 0.0, nodes=10)) == 1
 
 
 def test_windowed_bumps_need_non_zero_weights(market):

@@ -144,7 +144,7 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     pad = np.concatenate([np.arange(count), np.zeros(size - count, dtype=np.int64)])
     rows = _Rows(**{name: value[pad] for name, value in rows.__dict__.items()})
     rows.coef[count:] = 0.0
-    row_market = _take(market, rows.trade)
+    row_market = market.take(rows.trade)
     n = int(method.space_nodes)
     width = float(getattr(method, "width", 5.0))
     intensity = float(getattr(method, "concentration", 0.1))
@@ -239,18 +239,9 @@ def _plan(rows: _Rows, market, method, n_trades: int) -> PdePlan:
     vanilla_rows = np.isin(rows.role, (VANILLA, VANILLA_LEG)) & (np.arange(size) < count)
     return PdePlan(march=_vanilla_march, readout=state_rows, options=(flags, any_pinned), arguments=arguments,
                    table=as_table(market.vol), x=arguments["x"], market=row_market, combine=combine,
+                   padding=size - count,
                    diagnostics={"space_nodes": n, "time_steps_max": int(start.shape[0]), "rows": count,
                                 "vanilla_rows": (rows.trade[vanilla_rows], np.flatnonzero(vanilla_rows))})
-
-
-def _take(market, rows):
-    """The :class:`PdeMarket` of the trades ``rows`` (a row-indexed view for multi-row trades)."""
-    from shoals.methods.finite_difference import PdeMarket
-
-    vol = row_table(market.vol, on_device(rows))
-    pick = (lambda v: None if v is None else np.asarray(v)[rows])
-    return PdeMarket(spot=np.asarray(market.spot)[rows], vol=vol, flat_rate=pick(market.flat_rate),
-                     flat_dividend=pick(market.flat_dividend), curves=market.curves)
 
 
 def _vanilla_rows(strike, maturity, is_call, american):

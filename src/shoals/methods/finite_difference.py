@@ -11,6 +11,7 @@ the vol input: the flat vol, or the implied surface of a :class:`MarketSnapshot`
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ from shoals.kernels.pde import (
 from shoals.market import FlatMarket
 from shoals.market.local_vol import LocalVolGrid, default_local_vol, shifted_local_vol
 from shoals.market.snapshot import MarketSnapshot
+from shoals.methods.pde_plan import row_table
 from shoals.results import PriceResult
 
 
@@ -60,6 +62,12 @@ class PdeMarket:
         if self.curves is None or self.curves.surface is None:
             return np.zeros(0)
         return np.asarray(self.curves.surface.expiries, dtype=np.float64)
+
+    def take(self, trades) -> "PdeMarket":
+        """The market of the trades (or solve rows) ``trades`` (indices into the batch)."""
+        pick = (lambda v: None if v is None else np.asarray(v)[trades])
+        return PdeMarket(spot=np.asarray(self.spot)[trades], vol=row_table(self.vol, on_device(trades)),
+                         flat_rate=pick(self.flat_rate), flat_dividend=pick(self.flat_dividend), curves=self.curves)
 
     def integrals(self, times):
         """int_0^t r and int_0^t q at ``times`` (any shape whose last axis is the batch)."""
@@ -163,6 +171,15 @@ def pde_market(market, maturities, *, local_vol: LocalVolGrid | None = None) -> 
         return PdeMarket(spot=spot, vol=table, curves=market)
     raise UnsupportedError(f"finite-difference prices on a FlatMarket or a MarketSnapshot, not "
                            f"{type(market).__name__}")
+
+
+def _subset_plan(planner, instrument, market: PdeMarket, method, trades):
+    """The plan of the trades ``trades`` of the batch ``instrument`` (flattened) on ``market``: the planner run
+    on those trades alone (:attr:`~shoals.methods.pde_plan.PdePlan.subset`)."""
+    shape = np.broadcast_shapes(*(np.shape(getattr(instrument, f.name)) for f in fields(instrument)))
+    picked = type(instrument)(**{f.name: np.broadcast_to(np.asarray(getattr(instrument, f.name)), shape)
+                                 .reshape(-1)[trades] for f in fields(instrument)})
+    return planner(picked, market.take(trades), method)
 
 
 def _planners():
@@ -278,7 +295,9 @@ class FiniteDifference:
         shape = np.broadcast_shapes(*(np.shape(getattr(instrument, f.name)) for f in fields(instrument)))
         maturities = np.broadcast_to(np.asarray(instrument.maturity, dtype=np.float64), shape).ravel()
         market = pde_market(market, maturities, local_vol=local_vol)
-        return planner(instrument, market, self.grid_for(type(instrument))), shape
+        method = self.grid_for(type(instrument))
+        plan = planner(instrument, market, method)
+        return replace(plan, subset=partial(_subset_plan, planner, instrument, market, method)), shape
 
     def values_at(self, instrument, market, spots, *, local_vol: LocalVolGrid | None = None) -> np.ndarray:
         """Values (trades, K) of ``instrument`` (a batch of one type, flattened) at ``spots`` (trades, K) from

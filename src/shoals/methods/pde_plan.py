@@ -84,6 +84,76 @@ def _read(readout, options, values, arguments):
     return readout(values, arguments, options)
 
 
+#: :meth:`PdePlan.ladder_values` cuts a batch into at most this many maturity groups for its bump windows.
+WINDOW_GROUPS = 3
+#: Node-steps (rows x nodes x steps over all bumps) a further window group must save: ~0.15 s of solve on one
+#: core of the 2026 CI machine (~15 ns per node-step), against the group's plan, its 2K window calls and, on a
+#: first run, one more compiled program.
+GROUP_SAVING = 1e7
+
+
+def _span(touched, lower: int, upper: int) -> tuple[int, int] | None:
+    """Steps [first, stop) covering the ``touched`` (steps,) bools, widened by one step on each side and clipped
+    to [``lower``, ``upper``); None when none is touched."""
+    index = np.flatnonzero(touched)
+    if index.size == 0:
+        return None
+    return max(int(index[0]) - 1, lower), min(int(index[-1]) + 2, upper)
+
+
+def window_groups(reads, owner, maturity, max_groups: int, min_saving: float, nodes: int) -> list[np.ndarray]:
+    """Trades cut into groups of neighbouring maturities for the bump windows of :meth:`PdePlan.ladder_values`.
+
+    ``reads`` (K, steps, R): the steps at which each live solve row reads a node a bump changes; ``owner`` (R,)
+    the trade of each row; ``maturity`` (T,).  A group's window for bump k spans the steps from the first to
+    the last any of its rows reads (widened by one on each side), for all its rows, so its cost is
+    sum_k len_k x rows x ``nodes`` node-steps.  The cheapest cut of the trades sorted by maturity into g
+    contiguous groups is found for g = 1 .. ``max_groups`` (dynamic programming over the cut points), and g + 1
+    groups are taken over g only when they save more than ``min_saving`` node-steps.  Returns the trade
+    indices of each group (one group: all trades)."""
+    kinds, steps, _ = reads.shape
+    trades = maturity.size
+    touched = reads.any(axis=1)                                                        # (K, R)
+    first = np.where(touched, reads.argmax(axis=1), steps)
+    last = np.where(touched, steps - 1 - reads[:, ::-1].argmax(axis=1), -1)
+    low, high = np.full((kinds, trades), steps), np.full((kinds, trades), -1)
+    for k in range(kinds):
+        np.minimum.at(low[k], owner, first[k])
+        np.maximum.at(high[k], owner, last[k])
+    rows = np.bincount(owner, minlength=trades)
+    order = np.argsort(maturity, kind="stable")
+    low, high, rows = low[:, order], high[:, order], rows[order]
+    cost = np.full((trades + 1, trades + 1), np.inf)                  # cost[i, j]: sorted trades i..j - 1
+    for i in range(trades):
+        lo, hi = np.minimum.accumulate(low[:, i:], axis=1), np.maximum.accumulate(high[:, i:], axis=1)
+        length = np.where(hi >= lo, np.minimum(hi + 2, steps) - np.maximum(lo - 1, 0), 0).sum(axis=0)
+        cost[i, i + 1:] = length * np.cumsum(rows[i:]) * float(nodes)
+    best, cut = [cost[0]], []
+    for _ in range(1, max_groups):
+        total = best[-1][:, None] + cost                                               # (previous end i, end j)
+        cut.append(np.argmin(total, axis=0))
+        best.append(np.min(total, axis=0))
+    groups = 1
+    while groups < len(best) and best[groups][trades] < best[groups - 1][trades] - min_saving:
+        groups += 1
+    ends = [trades]
+    for g in range(groups - 1, 0, -1):
+        ends.append(int(cut[g - 1][ends[-1]]))
+    ends = ends[::-1]
+    return [order[start:end] for start, end in zip([0] + ends[:-1], ends)]
+
+
+class WindowGroup(NamedTuple):
+    """Rows of :meth:`PdePlan.ladder_values` that solve their bump windows together: ``plan`` (the batch's own
+    or a :attr:`PdePlan.subset` plan) whose first ``rows.size`` solve rows are the batch's ``rows``, whose level
+    l is the batch's level l + ``offset``, and the window of each bump in the batch's levels (None: none)."""
+
+    plan: "PdePlan"
+    rows: np.ndarray
+    offset: int
+    windows: list
+
+
 class LadderValues(NamedTuple):
     """:meth:`PdePlan.ladder_values`: the weighted value and its gradient (as :meth:`PdePlan.value_and_gradient`),
     the trade values ``base`` (T,) and ``bumped`` (T, K) under each bumped table, and the base solve's readout
@@ -112,6 +182,12 @@ class PdePlan:
     ``curve``: the plan whose readout rows are the value as a function of the spot, read by :meth:`values_at`
     (``None``: this plan's own rows, the t = 0 solution on the grids, for vanilla, barrier, Asian and lookback
     terms as planned; the cliquet's is the diagonal of its reset-level family, the trade struck at each spot).
+
+    ``padding``: the last ``padding`` solve rows only fill a compiled batch size (copies of row 0, weight 0).
+    ``subset(trades)``: the plan of the trades ``trades`` (increasing indices) alone, whose solve rows, grids
+    and steps are this plan's rows of those trades (a trade's discretisation does not depend on its
+    batch-mates; :meth:`ladder_values` checks it), or None: :meth:`ladder_values` then solves every bump
+    window on all rows.
     """
 
     march: Callable
@@ -124,6 +200,8 @@ class PdePlan:
     combine: jax.Array
     diagnostics: dict = field(default_factory=dict)
     curve: "PdePlan | None" = None
+    padding: int = 0
+    subset: "Callable[[np.ndarray], PdePlan] | None" = None
 
     @property
     def trades(self) -> int:
@@ -207,24 +285,28 @@ class PdePlan:
         cell = np.clip(np.searchsorted(times, start - 0.5 * dt, side="right") - 1, 0, times.size - 2)
         return cell, dt > 0.0
 
-    def bump_window(self, vols) -> tuple[int, int] | None:
-        """The steps [first, stop) of this plan's solve that read a node of the table where ``vols`` differs
-        from the plan's own (host side, by the time cells :func:`~shoals.kernels.pde.solve_backward` reads at
-        each step's mid-time, widened by one step on each side); None when no step does (the values under
-        ``vols`` are the base values).  A per-trade table (flat vols) gives the whole solve."""
-        cell, live = self._step_cells
-        count = cell.shape[0]
+    def _reads(self, vols) -> np.ndarray | None:
+        """(steps, B) bools (host side): the steps at which each solve row reads a node of the table where
+        ``vols`` differs from the plan's own, by the time cells :func:`~shoals.kernels.pde.solve_backward` reads
+        at each step's mid-time; None for a per-trade table (flat vols: every step reads its own vol)."""
         base = np.asarray(self.table.vols)
         if base.ndim != 2:
-            return 0, count
-        changed = np.any(np.asarray(self._table(vols).vols) != base, axis=1)     # (nt,)
-        reads = (changed[cell] | changed[cell + 1]) & live                      # (steps, B)
-        touched = np.flatnonzero(reads.any(axis=1))
-        if touched.size == 0:
             return None
-        return max(int(touched[0]) - 1, 0), min(int(touched[-1]) + 2, count)
+        cell, live = self._step_cells
+        changed = np.any(np.asarray(self._table(vols).vols) != base, axis=1)     # (nt,)
+        return (changed[cell] | changed[cell + 1]) & live
 
-    def ladder_values(self, weights, bumped_vols) -> LadderValues:
+    def bump_window(self, vols) -> tuple[int, int] | None:
+        """The steps [first, stop) of this plan's solve that read a node of the table where ``vols`` differs
+        from the plan's own (:meth:`_reads`, the union over the rows, widened by one step on each side); None
+        when no step does (the values under ``vols`` are the base values).  A per-trade table (flat vols) gives
+        the whole solve."""
+        reads = self._reads(vols)
+        count = self._step_cells[0].shape[0]
+        return (0, count) if reads is None else _span(reads.any(axis=1), 0, count)
+
+    def ladder_values(self, weights, bumped_vols, *, max_groups: int | None = None,
+                      min_saving: float | None = None) -> LadderValues:
         """The weighted value sum_t weights_t V_t and its gradient with respect to the vol nodes (as
         :meth:`value_and_gradient`), and every trade's value under each table of ``bumped_vols`` (K, nt, ns),
         each bump solved only over the steps it changes (:meth:`bump_window`), exactly:
@@ -237,9 +319,16 @@ class PdePlan:
           window end by zero and returns the gradient of the weighted value there, weights_t lambda on the
           rows of trade t (``weights`` must be non-zero).
 
-        One gradient pass for the chunk, then one window solve per bump (one compiled program for every
-        window).  Validation: tests/consistency/test_vega_ladder.py (= the full bumped solves on every family,
-        and the run's ladder = the ladder by full bumped solves)."""
+        A window is the union of the steps its rows read, and each trade steps at its own T / N, so in a batch
+        of mixed maturities the short trades' fine steps widen every window.  The trades are therefore cut
+        into up to ``max_groups`` (default :data:`WINDOW_GROUPS`) groups of neighbouring maturities, each
+        solving its own windows on its own rows (the :attr:`subset` plans), where that saves at least
+        ``min_saving`` (default :data:`GROUP_SAVING`) of the windows' node-steps per further group
+        (:func:`window_groups`).
+
+        One gradient pass for the batch, then one window solve per bump and group (one compiled program per
+        group).  Validation: tests/consistency/test_vega_ladder.py (= the full bumped solves on every family,
+        grouped and not, and the run's ladder = the ladder by full bumped solves)."""
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != (self.trades,):
             raise InputError(f"one weight per trade ({self.trades}), got shape {weights.shape}", field="weights",
@@ -248,8 +337,10 @@ class PdePlan:
         if zero.size:
             raise InputError("ladder_values needs non-zero weights (the adjoint state is divided by them)",
                              field="weights", row=int(zero[0]), value=weights[zero[0]])
-        windows = [self.bump_window(vols) for vols in bumped_vols]
-        ends = sorted({level for window in windows if window is not None for level in window})
+        groups = self._window_groups(bumped_vols, WINDOW_GROUPS if max_groups is None else max_groups,
+                                     GROUP_SAVING if min_saving is None else min_saving)
+        ends = sorted({level for group in groups for window in group.windows if window is not None
+                       for level in window})
         count = len(ends)
         slots = np.full(self.arguments["steps"].dt.shape[0] + 1, count, dtype=np.int32)
         slots[ends] = np.arange(count)
@@ -262,15 +353,75 @@ class PdePlan:
         base = np.asarray(_trade_values(rows, on_device(self.x), self._spot(), self.combine))
         captured, adjoint = np.asarray(captured), np.asarray(adjoint)
         owner = np.asarray(self.arguments["trade"])
-        bumped = np.repeat(base[:, None], len(windows), axis=1)
-        for k, (vols, window) in enumerate(zip(bumped_vols, windows)):
-            if window is None:
-                continue
-            first, stop = window
-            moved = self._window_state(self._table(vols), captured[slots[first]], first, stop)
-            change = np.sum(adjoint[slots[stop]] * (np.asarray(moved) - captured[slots[stop]]), axis=1)
-            bumped[:, k] += np.bincount(owner, change, minlength=base.size) / weights
+        bumped = np.repeat(base[:, None], len(bumped_vols), axis=1)
+        for group in groups:
+            fill = group.plan.arguments["terminal"].shape[0] - group.rows.size     # the group plan's padding
+            for k, (vols, window) in enumerate(zip(bumped_vols, group.windows)):
+                if window is None:
+                    continue
+                first, stop = window
+                initial = captured[slots[first]][group.rows]
+                initial = np.concatenate([initial, np.repeat(initial[:1], fill, axis=0)])
+                moved = np.asarray(group.plan._window_state(group.plan._table(vols), initial, first - group.offset,
+                                                            stop - group.offset))[:group.rows.size]
+                change = np.sum(adjoint[slots[stop]][group.rows] * (moved - captured[slots[stop]][group.rows]),
+                                axis=1)
+                bumped[:, k] += np.bincount(owner[group.rows], change, minlength=base.size) / weights
         return LadderValues(value=float(value), gradient=np.asarray(gradient), base=base, bumped=bumped, rows=rows)
+
+    def _window_groups(self, bumped_vols, max_groups: int, min_saving: float) -> list[WindowGroup]:
+        """The :class:`WindowGroup` s of :meth:`ladder_values`: this plan on all its rows, or the :attr:`subset`
+        plans of the trades cut by :func:`window_groups` when that pays and each subset plan's rows and steps
+        are this plan's (else all rows: the windows are then only wider, never wrong)."""
+        reads = [self._reads(vols) for vols in bumped_vols]
+        steps = self._step_cells[0].shape[0]
+        rows = np.arange(self.arguments["terminal"].shape[0])
+        whole = [WindowGroup(plan=self, rows=rows, offset=0,
+                             windows=[(0, steps) if r is None else _span(r.any(axis=1), 0, steps) for r in reads])]
+        if self.subset is None or max_groups < 2 or any(r is None for r in reads) or not reads:
+            return whole
+        live = rows[:rows.size - self.padding]
+        owner = np.asarray(self.arguments["trade"])[live]
+        dt = np.asarray(self.arguments["steps"].dt)
+        maturity = np.zeros(self.trades)
+        maturity[owner] = dt[:, live].sum(axis=0)
+        cuts = window_groups(np.stack([r[:, live] for r in reads]), owner, maturity, max_groups, min_saving,
+                             self.x.shape[-1])
+        if len(cuts) < 2:
+            return whole
+        groups = []
+        for trades in cuts:
+            group = self._subset_group(np.sort(trades), live, owner, reads)
+            if group is None:
+                return whole
+            groups.append(group)
+        return groups
+
+    def _subset_group(self, trades, live, owner, reads) -> WindowGroup | None:
+        """The :class:`WindowGroup` of ``trades`` by the :attr:`subset` plan, None unless its live rows are
+        this plan's rows of ``trades`` (same grids, same steps, at a level offset)."""
+        plan = self.subset(trades)
+        rows = live[np.isin(owner, trades)]
+        size = rows.size
+        if plan.arguments["terminal"].shape[0] - plan.padding != size:
+            return None
+        if not (np.array_equal(trades[np.asarray(plan.arguments["trade"])[:size]], owner[np.isin(owner, trades)])
+                and np.array_equal(np.asarray(plan.arguments["x"])[:size], np.asarray(self.arguments["x"])[rows])):
+            return None
+        ours, theirs = self.arguments["steps"], plan.arguments["steps"]
+        count, own_count = ours.dt.shape[0], theirs.dt.shape[0]
+
+        def same(offset):
+            return all(np.array_equal(np.asarray(getattr(ours, name))[offset:offset + own_count][:, rows],
+                                      np.asarray(getattr(theirs, name))[:, :size])
+                       for name in ("start", "dt", "theta")) and not np.any(
+                np.delete(np.asarray(ours.dt)[:, rows], np.arange(offset, offset + own_count), axis=0))
+
+        offset = next((o for o in (0, count - own_count) if same(o)), None)
+        if offset is None:
+            return None
+        windows = [_span(r[:, rows].any(axis=1), offset, offset + own_count) for r in reads]
+        return WindowGroup(plan=plan, rows=rows, offset=offset, windows=windows)
 
     def greeks(self, rows=None) -> dict:
         """Value, delta, gamma, theta per trade (NumPy) at the plan's own table: the readout rows'
